@@ -1,0 +1,224 @@
+"""Images: base images (pull or debootstrap), then builds in dependency order,
+in parallel where parents allow, retried only on failures that look transient."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from .errors import AtelierError
+from .model import OSES, Environment, Image, base_image_name
+from .render import build_context, tar_bytes
+from .settings import Settings
+
+# Messages that mean "the network or a mirror failed", worth another try. Any
+# other failure (a typo, a missing package, a bad Dockerfile) fails at once.
+TRANSIENT = re.compile(
+    r"Temporary failure (resolving|in name resolution)|Could not resolve|Could not connect|"
+    r"Connection (timed out|refused|reset|failed)|Failed to fetch|Hash Sum mismatch|"
+    r"Unable to connect|Network is unreachable|TLS handshake timeout|i/o timeout|"
+    r"Curl error|Cannot download|Error 50[234]|50[234] (Bad Gateway|Service Unavailable|Gateway)|"
+    r"unexpected EOF|Undetermined Error|Some index files failed to download",
+    re.IGNORECASE,
+)
+
+
+def is_transient(log: str) -> bool:
+    return bool(TRANSIENT.search(log))
+
+
+def retry_delays(tries: int, first: float = 2.0, cap: float = 60.0) -> list[float]:
+    """Growing waits between tries: 2, 4, 8, ... seconds, at most `cap`."""
+    return [min(cap, first * 2 ** i) for i in range(max(0, tries - 1))]
+
+
+# ---- base images ------------------------------------------------------------------
+
+def ensure_base(client, settings: Settings, os_name: str, say=print) -> str:
+    """Make atelier-base:OS when it does not exist: pull it, or debootstrap it."""
+    import docker
+
+    name = base_image_name(os_name)
+    try:
+        client.images.get(name)
+        return "exists"
+    except docker.errors.ImageNotFound:
+        pass
+    source = settings.base_images[os_name]
+    started = time.monotonic()
+    if source == "debootstrap":
+        _debootstrap(client, settings, os_name, name, say)
+    else:
+        say(f"[base] pulling {source} for {os_name}")
+        try:
+            image = client.images.pull(source)
+        except docker.errors.APIError as exc:
+            raise AtelierError(
+                f"cannot pull {source} for {os_name} ({exc.explanation}); set "
+                f"ATELIER_BASE_{os_name.upper()} to an image you have, or to debootstrap (Debian/Ubuntu)"
+            ) from None
+        image.tag(name)
+    say(f"[base] {name} made in {time.monotonic() - started:.0f}s")
+    return "made"
+
+
+def _debootstrap(client, settings: Settings, os_name: str, name: str, say) -> None:
+    os_info = OSES[os_name]
+    if shutil.which("debootstrap") is None:
+        raise AtelierError("debootstrap is not installed; `apt-get install debootstrap`, or set "
+                           f"ATELIER_BASE_{os_name.upper()} to an image reference")
+    mirror = settings.debian_mirror if os_info.family == "debian" else settings.ubuntu_mirror
+    say(f"[base] debootstrap {os_info.codename} from {mirror}")
+    with tempfile.TemporaryDirectory(prefix=f"atelier-{os_name}-") as root:
+        run = subprocess.run(
+            ["debootstrap", "--variant=minbase", os_info.codename, root, mirror],
+            capture_output=True, text=True)
+        if run.returncode != 0:
+            tail = (run.stdout + run.stderr).strip().splitlines()[-1:] or ["(no output)"]
+            raise AtelierError(f"debootstrap of {os_info.codename} failed: {tail[0]}")
+        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+        client.api.import_image_from_stream(tar.stdout, repository=name.split(":")[0],
+                                            tag=name.split(":")[1])
+        tar.wait()
+
+
+# ---- builds -------------------------------------------------------------------------
+
+@dataclass
+class BuildResult:
+    image: str
+    seconds: float
+    outcome: str  # cached | built | failed
+    tries: int = 1
+    error: str = ""
+
+
+class BuildError(AtelierError):
+    pass
+
+
+def _build_once(client, image: Image, settings: Settings, proxy: dict, say) -> tuple[bool, str, str]:
+    """One docker build. Returns (ok, outcome, log)."""
+    context = tar_bytes(build_context(image, settings))
+    kwargs = dict(fileobj=context, custom_context=True, tag=image.name, rm=True, forcerm=True,
+                  decode=True, pull=False)
+    if proxy:
+        kwargs.update(buildargs=proxy["buildargs"], network_mode=proxy["network"])
+    log_lines, ran_steps, steps = [], 0, 0
+    for chunk in client.api.build(**kwargs):
+        if "error" in chunk:
+            log_lines.append(chunk["error"])
+            return False, "failed", "\n".join(log_lines)
+        text = chunk.get("stream", "")
+        if not text:
+            continue
+        log_lines.append(text.rstrip("\n"))
+        if text.startswith("Step "):
+            steps += 1
+            say(f"[{image.name}] {text.strip()[:100]}")
+        elif "Running in " in text:
+            ran_steps += 1
+    return True, ("built" if ran_steps else "cached"), "\n".join(log_lines)
+
+
+def build_image(client, image: Image, settings: Settings, proxy: dict, say=print,
+                sleep=time.sleep) -> BuildResult:
+    started = time.monotonic()
+    import docker
+
+    delays = retry_delays(settings.build_tries)
+    for attempt in range(1, settings.build_tries + 1):
+        try:
+            ok, outcome, log = _build_once(client, image, settings, proxy, say)
+        except docker.errors.APIError as exc:
+            ok, outcome, log = False, "failed", str(exc)
+        if ok:
+            return BuildResult(image.name, time.monotonic() - started, outcome, attempt)
+        last = log.strip().splitlines()[-1] if log.strip() else "no output"
+        if attempt <= len(delays) and is_transient(log):
+            say(f"[{image.name}] try {attempt} failed ({last[:120]}); retrying in {delays[attempt - 1]:.0f}s")
+            sleep(delays[attempt - 1])
+            continue
+        return BuildResult(image.name, time.monotonic() - started, "failed", attempt, last)
+    raise AssertionError("unreachable")
+
+
+def squid_proxy(client, env: Environment) -> dict:
+    """Build arguments that route downloads through squid, if it is running.
+    http_proxy is one of Docker's predefined build args: it does not enter the
+    image history or the layer cache key, so cached layers stay valid."""
+    import docker
+
+    squid = next((c for c in env.containers if c.role == "squid"), None)
+    if squid is None:
+        return {}
+    try:
+        container = client.containers.get(env.docker_name(squid))
+    except docker.errors.NotFound:
+        return {}
+    if container.status != "running":
+        return {}
+    url = f"http://{squid.address}:3128"
+    return {"network": env.network,
+            "buildargs": {"http_proxy": url, "HTTP_PROXY": url, "https_proxy": url, "HTTPS_PROXY": url}}
+
+
+def build_all(env: Environment, images: list[Image], say=print) -> list[BuildResult]:
+    """Build `images`, each after its parent, up to build_jobs at once."""
+    from .engine import connect
+
+    client = connect()
+    settings = env.settings
+    needed_bases = sorted({i.parent for i in images if i.parent.startswith("atelier-base:")})
+    for base in needed_bases:
+        ensure_base(client, settings, base.split(":", 1)[1], say)
+    proxy = squid_proxy(client, env)
+    if proxy:
+        say(f"[build] downloads go through squid ({proxy['buildargs']['http_proxy']})")
+
+    lock = threading.Lock()
+
+    def log(line):
+        with lock:
+            say(line)
+
+    names = {i.name for i in images}
+    results: dict[str, BuildResult] = {}
+    pending = list(images)
+    running = {}
+    with ThreadPoolExecutor(max_workers=settings.build_jobs) as pool:
+        while pending or running:
+            for image in list(pending):
+                parent_failed = image.parent in results and results[image.parent].outcome == "failed"
+                if parent_failed:
+                    pending.remove(image)
+                    results[image.name] = BuildResult(image.name, 0, "failed", 0, f"parent {image.parent} failed")
+                    continue
+                parent_ready = image.parent not in names or image.parent in results
+                if parent_ready and len(running) < settings.build_jobs:
+                    pending.remove(image)
+                    running[pool.submit(build_image, client, image, settings, proxy, log)] = image
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                image = running.pop(future)
+                result = future.result()
+                results[image.name] = result
+                log(f"[{image.name}] {result.outcome} in {result.seconds:.1f}s"
+                    + (f": {result.error}" if result.error else ""))
+    return [results[i.name] for i in images]
+
+
+def summary_table(results: list[BuildResult]) -> str:
+    width = max([len(r.image) for r in results] + [5])
+    lines = [f"{'image':<{width}}  {'seconds':>7}  {'result':<7}  tries"]
+    for r in results:
+        lines.append(f"{r.image:<{width}}  {r.seconds:>7.1f}  {r.outcome:<7}  {r.tries}")
+    return "\n".join(lines)

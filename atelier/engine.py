@@ -1,0 +1,389 @@
+"""Side effects on a Docker engine, through the Docker SDK: network, volumes,
+containers, readiness. Reads the model and the pure specs; decides nothing
+about names or addresses itself."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .errors import AtelierError
+from .model import Container, Environment
+from .render import tar_bytes
+from .spec import ContainerSpec, container_spec
+
+PROJECT_LABEL = "atelier.project"
+CONFIG_LABEL = "atelier.config"
+
+
+def connect():
+    """A Docker client, or one line saying that no engine answers."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise AtelierError(
+            f"no Docker engine answers at {where}: start one (`sudo systemctl start docker`, "
+            f"or `.ci/start-engine`) or set DOCKER_HOST ({type(exc).__name__})"
+        ) from None
+    return client
+
+
+def cgroup_version(client) -> int:
+    return int(client.info().get("CgroupVersion") or 1)
+
+
+def image_ids(client, names) -> dict[str, str]:
+    """Image name -> id for the names that exist."""
+    import docker
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = client.images.get(name).id
+        except docker.errors.ImageNotFound:
+            pass
+    return out
+
+
+def project_containers(client, project: str) -> dict:
+    """atelier name -> container object, for every container of the project."""
+    found = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
+    return {c.labels.get("atelier.name", c.name): c for c in found}
+
+
+# ---- up ----------------------------------------------------------------------
+
+@dataclass
+class Probe:
+    """What atelier-probe says of one container, plus the engine's state."""
+
+    state: str
+    facts: dict
+
+    def get(self, key: str) -> str:
+        return self.facts.get(key, "-")
+
+
+def probe(container) -> Probe:
+    container.reload()
+    state = container.status
+    if state != "running":
+        return Probe(state, {})
+    result = container.exec_run(["/usr/local/sbin/atelier-probe"], demux=False)
+    facts = dict(item.split("=", 1) for item in result.output.decode().split() if "=" in item)
+    return Probe(state, facts)
+
+
+def readiness(c: Container, p: Probe) -> tuple[bool, str]:
+    """(ready, what is awaited or wrong) for one container of the model."""
+    if p.state != "running":
+        return False, f"container {p.state}"
+    if not c.systemd:
+        return True, "running"
+    system = p.get("system")
+    if system in ("initializing", "starting"):
+        return False, f"systemd {system}"
+    if p.get("sshd") != "active":
+        return False, "sshd not active"
+    if not c.is_server:
+        return True, "ready"
+    if p.get("setup") == "failed":
+        return False, "FAILED: atelier-pg-setup (journalctl -u atelier-pg-setup)"
+    if p.get("pg") != "ready":
+        return False, "seeding from active" if c.role == "standby" and p.get("setup") == "activating" \
+            else "PostgreSQL not answering"
+    if c.role == "standby":
+        if p.get("receiver") != "streaming":
+            return False, f"standby not streaming ({p.get('receiver')})"
+        return True, "streaming"
+    if p.get("roles") == "failed":
+        return False, "FAILED: atelier-pg-roles (journalctl -u atelier-pg-roles)"
+    if p.get("roles") != "active":
+        return False, "making roles"
+    return True, "ready"
+
+
+def _port_free(address: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _published_ports(container) -> set[int]:
+    bindings = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    return {int(b["HostPort"]) for items in bindings.values() for b in (items or []) if b.get("HostPort")}
+
+
+def _check_before_changes(client, env: Environment, specs: dict, existing: dict, ids: dict) -> None:
+    """Everything that could make `up` fail half-way, checked before any change."""
+    missing = sorted({s.image for s in specs.values()} - set(ids))
+    if missing:
+        raise AtelierError(
+            f"image(s) not built: {', '.join(missing)}; run `inv build "
+            f"{_selection_args(env)}` first"
+        )
+    ours = set()
+    for c in existing.values():
+        ours |= _published_ports(c)
+    for spec in specs.values():
+        for _, host_port in spec.ports:
+            if host_port not in ours and not _port_free(spec.bind, host_port):
+                raise AtelierError(
+                    f"port {host_port} on {spec.bind} is already taken (needed by {spec.hostname}); "
+                    "free it or choose another in .env (ATELIER_SSH_PORT, ATELIER_HTTP_PORT, ATELIER_SQUID_PORT)"
+                )
+
+
+def _selection_args(env: Environment) -> str:
+    sel = env.selection
+    if sel.profile:
+        return f"--profile {sel.profile}"
+    return f"--os {','.join(sel.oses)} --pg {','.join(map(str, sel.majors))}"
+
+
+def ensure_network(client, env: Environment):
+    import docker
+
+    try:
+        network = client.networks.get(env.network)
+    except docker.errors.NotFound:
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=env.settings.subnet_cidr)])
+        try:
+            return client.networks.create(env.network, driver="bridge", ipam=ipam,
+                                          labels={PROJECT_LABEL: env.project})
+        except docker.errors.APIError as exc:
+            raise AtelierError(
+                f"cannot create network {env.network} with subnet {env.settings.subnet_cidr}: "
+                f"{exc.explanation}; choose another ATELIER_SUBNET"
+            ) from None
+    configs = (network.attrs.get("IPAM") or {}).get("Config") or []
+    subnets = {c.get("Subnet") for c in configs}
+    if env.settings.subnet_cidr not in subnets:
+        raise AtelierError(
+            f"network {env.network} exists with subnet {', '.join(sorted(filter(None, subnets)))} "
+            f"but ATELIER_SUBNET gives {env.settings.subnet_cidr}; run `inv down` first or change ATELIER_SUBNET"
+        )
+    return network
+
+
+def _create(client, env: Environment, c: Container, spec: ContainerSpec, config_hash: str):
+    import docker
+    from docker.types import EndpointConfig, Ulimit
+
+    for volume, _ in spec.volumes:
+        try:
+            client.volumes.get(volume)
+        except docker.errors.NotFound:
+            client.volumes.create(volume, labels={PROJECT_LABEL: env.project, "atelier.name": c.name})
+    mounts = {v: {"bind": m, "mode": "rw"} for v, m in spec.volumes}
+    mounts.update({h: {"bind": m, "mode": mode} for h, m, mode in spec.binds})
+    kwargs = dict(
+        name=spec.name,
+        hostname=spec.hostname,
+        domainname="atelier",
+        labels={**spec.labels, CONFIG_LABEL: config_hash},
+        detach=True,
+        network=env.network,
+        networking_config={env.network: EndpointConfig(
+            client.api._version, ipv4_address=spec.address, aliases=[c.name])},
+        extra_hosts=dict(spec.extra_hosts),
+        ports={f"{port}/tcp": (spec.bind, host) for port, host in spec.ports},
+        volumes=mounts,
+        tmpfs={path: "" for path in spec.tmpfs},
+        cap_add=list(spec.cap_add) or None,
+        privileged=spec.privileged,
+        ulimits=[Ulimit(name=n, soft=s, hard=h) for n, (s, h) in spec.ulimits.items()] or None,
+        stop_signal=spec.stop_signal or None,
+    )
+    if spec.cgroupns:
+        kwargs["cgroupns"] = spec.cgroupns
+    container = client.containers.create(spec.image, **kwargs)
+    from .render import runtime_files
+
+    files = runtime_files(env, c)
+    if files:
+        container.put_archive("/", tar_bytes(files))
+    return container
+
+
+def _stop_and_remove(container, timeout: int = 30) -> None:
+    try:
+        if container.status == "running":
+            container.stop(timeout=timeout)
+        container.remove(v=False)
+    except Exception as exc:  # already gone is fine
+        if "No such container" not in str(exc):
+            raise
+
+
+def up(env: Environment, say=print, timeout: float = 600) -> dict:
+    """Make the engine match the environment, then wait until it is ready.
+    Returns a summary dict (counts and seconds) for benchmarks and tests."""
+    started = time.monotonic()
+    client = connect()
+    cgroup = cgroup_version(client)
+    specs = {c.name: container_spec(env, c, cgroup) for c in env.containers}
+    existing = project_containers(client, env.project)
+    ids = image_ids(client, {s.image for s in specs.values()})
+    _check_before_changes(client, env, specs, existing, ids)
+    ensure_network(client, env)
+
+    # Containers the selection no longer holds go; their volumes stay.
+    stale = [existing.pop(n) for n in list(existing) if n not in specs]
+    changed = []
+    for name, container in existing.items():
+        if container.labels.get(CONFIG_LABEL) != specs[name].config_hash(ids[specs[name].image]):
+            changed.append(container)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_stop_and_remove, stale + changed))
+    for container in changed:
+        existing.pop(container.labels.get("atelier.name"))
+    if stale or changed:
+        say(f"removed {len(stale)} container(s) outside the selection, "
+            f"{len(changed)} to recreate (volumes kept)")
+
+    created = started_count = 0
+    to_start = []
+    for c in env.containers:
+        spec = specs[c.name]
+        container = existing.get(c.name)
+        if container is None:
+            container = _create(client, env, c, spec, spec.config_hash(ids[spec.image]))
+            created += 1
+        if container.status != "running":
+            to_start.append(container)
+    for container in to_start:
+        container.start()
+        started_count += 1
+    if created or started_count:
+        say(f"created {created}, started {started_count} container(s) on network {env.network}")
+
+    wait_ready(env, client, say, timeout)
+    if any(c.role == "init" for c in env.containers):
+        wait_ssh_entry(env, deadline=time.monotonic() + 60)
+    seconds = time.monotonic() - started
+    say(f"ready: {len(env.containers)} container(s) of {env.selection.label} in {seconds:.1f}s")
+    return {"created": created, "started": started_count, "removed": len(stale) + len(changed),
+            "seconds": seconds}
+
+
+def wait_ready(env: Environment, client, say=print, timeout: float = 600) -> None:
+    containers = project_containers(client, env.project)
+    pending = {c.name: c for c in env.containers}
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    waits: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=min(16, len(pending) or 1)) as pool:
+        while pending:
+            names = list(pending)
+            results = pool.map(lambda n: readiness(pending[n], probe(containers[n])), names)
+            for name, (ready, why) in zip(names, results):
+                if ready:
+                    pending.pop(name)
+                elif why.startswith("FAILED"):
+                    raise AtelierError(f"{env.docker_name(pending[name])}: {why}")
+                else:
+                    waits[name] = why
+            if not pending:
+                return
+            now = time.monotonic()
+            if now > deadline:
+                raise AtelierError("not ready after %ds: %s" % (
+                    timeout, "; ".join(f"{n}: {waits[n]}" for n in pending)))
+            if now - last_report > 10:
+                say("waiting: " + ", ".join(f"{n} ({waits[n]})" for n in pending))
+                last_report = now
+            time.sleep(0.3)
+
+
+def wait_ssh_entry(env: Environment, deadline: float) -> None:
+    """The SSH entry answers: HAProxy on the host port hands over an sshd banner."""
+    address, port = env.settings.bind_address, env.settings.ssh_port
+    if address in ("0.0.0.0", "::"):
+        address = "127.0.0.1"
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=2) as s:
+                if s.recv(64).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AtelierError(f"no SSH banner through HAProxy at {address}:{port}")
+        time.sleep(0.3)
+
+
+# ---- down and status ------------------------------------------------------------
+
+def down(env: Environment, remove_volumes: bool = False, say=print) -> dict:
+    import docker
+
+    client = connect()
+    containers = list(project_containers(client, env.project).values())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_stop_and_remove, containers))
+    try:
+        client.networks.get(env.network).remove()
+    except docker.errors.NotFound:
+        pass
+    volumes = []
+    if remove_volumes:
+        volumes = client.volumes.list(filters={"label": f"{PROJECT_LABEL}={env.project}"})
+        for volume in volumes:
+            volume.remove()
+    say(f"removed {len(containers)} container(s)" + (f" and {len(volumes)} volume(s)" if remove_volumes
+                                                     else "; volumes kept"))
+    return {"containers": len(containers), "volumes": len(volumes)}
+
+
+@dataclass
+class StatusRow:
+    name: str
+    role: str
+    os: str
+    major: str
+    address: str
+    state: str
+    health: str
+    streams: str
+
+
+def status(env: Environment) -> list[StatusRow]:
+    """One row per container of the project that exists on the engine."""
+    client = connect()
+    containers = project_containers(client, env.project)
+
+    def row(item):
+        name, container = item
+        labels = container.labels
+        p = probe(container)
+        try:
+            c = env.container(name)
+            ready, why = readiness(c, p)
+            health = "ready" if ready else why
+        except AtelierError:  # a container of another selection
+            health = "outside selection"
+        streams = ""
+        if labels.get("atelier.role") == "standby":
+            streams = "yes" if p.get("receiver") == "streaming" else f"no ({p.get('receiver')})"
+        nets = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        address = next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), "-")
+        return StatusRow(name, labels.get("atelier.role", "?"), labels.get("atelier.os", "?"),
+                         labels.get("atelier.major", "-"), address, p.state, health, streams)
+
+    order = {c.name: i for i, c in enumerate(env.containers)}
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        rows = list(pool.map(row, containers.items()))
+    return sorted(rows, key=lambda r: (order.get(r.name, len(order)), r.name))

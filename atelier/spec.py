@@ -1,0 +1,77 @@
+"""How one container of the model runs: a neutral spec that the engine turns
+into Docker SDK arguments and the renderer into a compose service. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from .model import Container, Environment
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str  # name on the engine
+    hostname: str
+    image: str
+    address: str
+    labels: dict
+    bind: str  # host address ports are published on
+    ports: tuple[tuple[int, int], ...]  # (container port, host port)
+    extra_hosts: tuple[tuple[str, str], ...]
+    volumes: tuple[tuple[str, str], ...]  # (volume name, mount point)
+    binds: tuple[tuple[str, str, str], ...]  # (host path, mount point, mode)
+    tmpfs: tuple[str, ...]
+    cap_add: tuple[str, ...]
+    privileged: bool
+    cgroupns: str  # "" (engine default) or "host"
+    ulimits: dict
+    stop_signal: str
+    files: tuple[tuple[str, str], ...]  # runtime files: (path, sha256), for the config hash
+
+    def config_hash(self, image_id: str) -> str:
+        """Changes whenever recreating the container would change anything."""
+        data = {k: v for k, v in asdict(self).items() if k != "labels"}
+        data["image_id"] = image_id
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def container_spec(env: Environment, c: Container, cgroup_version: int) -> ContainerSpec:
+    from .render import runtime_files
+
+    settings = env.settings
+    systemd_needs = {}
+    if c.systemd:
+        # systemd as PID 1 without --privileged (see ENGINE.md): its own /run,
+        # the cgroup tree, SYS_ADMIN for its mounts, SYS_PTRACE for gdb/valgrind.
+        if cgroup_version == 2:
+            binds = (("/sys/fs/cgroup", "/sys/fs/cgroup", "rw"),)
+            cgroupns = "host"
+        else:
+            binds = (("/sys/fs/cgroup", "/sys/fs/cgroup", "ro"),)
+            cgroupns = ""
+        systemd_needs = dict(
+            binds=binds, cgroupns=cgroupns, tmpfs=("/run", "/run/lock", "/tmp"),
+            cap_add=("SYS_ADMIN", "SYS_PTRACE"), stop_signal="SIGRTMIN+3",
+        )
+    files = runtime_files(env, c)
+    return ContainerSpec(
+        name=env.docker_name(c),
+        hostname=c.name,
+        image=c.image.name,
+        address=c.address,
+        labels=env.labels(c),
+        bind=settings.bind_address,
+        ports=c.ports,
+        extra_hosts=c.hosts,
+        volumes=tuple((env.volume_name(c, key), mount) for key, mount in c.volumes),
+        binds=systemd_needs.get("binds", ()),
+        tmpfs=systemd_needs.get("tmpfs", ()),
+        cap_add=systemd_needs.get("cap_add", ()),
+        privileged=settings.privileged and c.systemd,
+        cgroupns=systemd_needs.get("cgroupns", ""),
+        ulimits=env.ulimits if c.systemd else {},
+        stop_signal=systemd_needs.get("stop_signal", ""),
+        files=tuple(sorted((p, hashlib.sha256(data).hexdigest()) for p, (data, _) in files.items())),
+    )

@@ -1,0 +1,89 @@
+"""Images and containers: render, base, build, up, down, status."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .common import SELECT_HELP, atelier_task, environment
+
+
+@atelier_task(help={**SELECT_HELP, "out": "folder to write into (default: rendered/)"})
+def render(c, profile=None, os=None, pg=None, out="rendered"):
+    """Write every Dockerfile, image file, haproxy.cfg and the compose file, for review."""
+    from ..render import render_all, write_tree
+
+    env = environment(profile, os, pg)
+    files = render_all(env)
+    write_tree(files, Path(out))
+    print(f"wrote {len(files)} files for {env.selection.label} into {out}/")
+
+
+@atelier_task(help={"os": SELECT_HELP["os"] + " (default: those of the default profile)"})
+def base(c, os=None):
+    """Make the base image of an OS (pull, or debootstrap + docker import) unless it exists."""
+    from ..build import ensure_base
+    from ..engine import connect
+
+    env = environment(os=os) if os else environment()
+    client = connect()
+    for os_name in (env.selection.oses if os else env.base_oses):
+        ensure_base(client, env.settings, os_name)
+
+
+@atelier_task(help=SELECT_HELP)
+def build(c, profile=None, os=None, pg=None):
+    """Build the images of a selection: init before pg, in parallel where possible."""
+    from ..build import build_all, summary_table
+
+    env = environment(profile, os, pg)
+    results = build_all(env, env.images)
+    print(summary_table(results))
+    failed = [r for r in results if r.outcome == "failed"]
+    if failed:
+        from invoke.exceptions import Exit
+
+        raise Exit(f"atelier: {len(failed)} image(s) failed: "
+                   + "; ".join(f"{r.image}: {r.error}" for r in failed), code=1)
+
+
+@atelier_task(help={**SELECT_HELP, "timeout": "seconds to wait for readiness (default 600)"})
+def up(c, profile=None, os=None, pg=None, timeout=600):
+    """Bring a selection up and wait until every server answers and standbys stream."""
+    from ..engine import up as engine_up
+
+    engine_up(environment(profile, os, pg), timeout=float(timeout))
+
+
+@atelier_task(help={"volumes": "also delete workspaces and data volumes (asks first)",
+                    "yes": "do not ask before deleting volumes"})
+def down(c, volumes=False, yes=False):
+    """Remove the project's containers and network; volumes stay unless --volumes."""
+    from ..engine import down as engine_down
+    from ..errors import AtelierError
+
+    env = environment()
+    if volumes and not yes:
+        if not sys.stdin.isatty():
+            raise AtelierError("down --volumes deletes every workspace and data volume of "
+                               f"project {env.project}; add --yes to confirm")
+        answer = input(f"delete every workspace and data volume of project {env.project}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise AtelierError("nothing deleted")
+    engine_down(env, remove_volumes=volumes)
+
+
+@atelier_task
+def status(c):
+    """A table of the project's containers: role, OS, major, address, state, health, streaming."""
+    from ..engine import status as engine_status
+
+    rows = engine_status(environment("full"))
+    if not rows:
+        print("no containers; `inv up` starts the default profile")
+        return
+    headers = ("name", "role", "os", "major", "address", "state", "health", "streams")
+    table = [headers] + [tuple(getattr(r, h) for h in headers) for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(headers))]
+    for row in table:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())

@@ -1,0 +1,10 @@
+# atelier login shell: the original's prompt (p@d12-p15-a) and PostgreSQL paths.
+[ -r /etc/atelier/atelier.env ] && . /etc/atelier/atelier.env
+if [ -r /etc/atelier/pg.env ]; then
+    set -a; . /etc/atelier/pg.env; set +a
+    case ":$PATH:" in *":$PG_BINDIR:"*) ;; *) PATH="$PG_BINDIR:$PATH" ;; esac
+fi
+if [ -n "${BASH_VERSION:-}" ] && [ -n "${ATELIER_PROMPT:-}" ]; then
+    PS1="\[\e[1;32m\]${USER:0:1}@${ATELIER_PROMPT}\[\e[0m\]:\[\e[1;34m\]\w\[\e[0m\]\$ "
+fi
+export PATH

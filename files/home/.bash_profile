@@ -1,0 +1,3 @@
+# atelier: login shells read /etc/profile (prompt, PostgreSQL paths) then this.
+[ -f ~/.bashrc ] && . ~/.bashrc
+cd ~/workspace 2>/dev/null || true
