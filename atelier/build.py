@@ -82,6 +82,9 @@ def _debootstrap(client, settings: Settings, os_name: str, name: str, say) -> No
         if run.returncode != 0:
             tail = (run.stdout + run.stderr).strip().splitlines()[-1:] or ["(no output)"]
             raise AtelierError(f"debootstrap of {os_info.codename} failed: {tail[0]}")
+        # debootstrap leaves its downloaded packages behind: not part of an OS.
+        subprocess.run(["sh", "-c", f"rm -rf {root}/var/cache/apt/archives/*.deb {root}/var/lib/apt/lists/*"],
+                       check=True)
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         client.api.import_image_from_stream(tar.stdout, repository=name.split(":")[0],
                                             tag=name.split(":")[1])
@@ -103,49 +106,49 @@ class BuildError(AtelierError):
     pass
 
 
-def _build_once(client, image: Image, settings: Settings, proxy: dict, say) -> tuple[bool, str, str]:
-    """One docker build. Returns (ok, outcome, log)."""
-    context = tar_bytes(build_context(image, settings))
-    kwargs = dict(fileobj=context, custom_context=True, tag=image.name, rm=True, forcerm=True,
+def _build_once(client, tag: str, context: bytes, proxy: dict, say) -> tuple[bool, str, str]:
+    """One docker build. Returns (ok, cached|built|failed, log)."""
+    kwargs = dict(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
                   decode=True, pull=False)
     if proxy:
         kwargs.update(buildargs=proxy["buildargs"], network_mode=proxy["network"])
-    log_lines, ran_steps, steps = [], 0, 0
+    log_lines, ran_steps = [], 0
     for chunk in client.api.build(**kwargs):
         if "error" in chunk:
-            log_lines.append(chunk["error"])
+            log_lines.append(chunk["error"].strip())
             return False, "failed", "\n".join(log_lines)
         text = chunk.get("stream", "")
         if not text:
             continue
         log_lines.append(text.rstrip("\n"))
         if text.startswith("Step "):
-            steps += 1
-            say(f"[{image.name}] {text.strip()[:100]}")
+            say(f"[{tag}] {text.strip()[:100]}")
         elif "Running in " in text:
             ran_steps += 1
     return True, ("built" if ran_steps else "cached"), "\n".join(log_lines)
 
 
-def build_image(client, image: Image, settings: Settings, proxy: dict, say=print,
-                sleep=time.sleep) -> BuildResult:
-    started = time.monotonic()
+def build_image(client, tag: str, context: bytes, tries: int, proxy: dict | None = None,
+                say=print, sleep=time.sleep) -> BuildResult:
+    """Build one image; on a failure that looks transient, wait longer each
+    time and try again, up to `tries`; any other failure ends it at once."""
     import docker
 
-    delays = retry_delays(settings.build_tries)
-    for attempt in range(1, settings.build_tries + 1):
+    started = time.monotonic()
+    delays = retry_delays(tries)
+    for attempt in range(1, tries + 1):
         try:
-            ok, outcome, log = _build_once(client, image, settings, proxy, say)
+            ok, outcome, log = _build_once(client, tag, context, proxy or {}, say)
         except docker.errors.APIError as exc:
             ok, outcome, log = False, "failed", str(exc)
         if ok:
-            return BuildResult(image.name, time.monotonic() - started, outcome, attempt)
+            return BuildResult(tag, time.monotonic() - started, outcome, attempt)
         last = log.strip().splitlines()[-1] if log.strip() else "no output"
         if attempt <= len(delays) and is_transient(log):
-            say(f"[{image.name}] try {attempt} failed ({last[:120]}); retrying in {delays[attempt - 1]:.0f}s")
+            say(f"[{tag}] try {attempt} failed ({last[:120]}); retrying in {delays[attempt - 1]:.0f}s")
             sleep(delays[attempt - 1])
             continue
-        return BuildResult(image.name, time.monotonic() - started, "failed", attempt, last)
+        return BuildResult(tag, time.monotonic() - started, "failed", attempt, last)
     raise AssertionError("unreachable")
 
 
@@ -203,7 +206,10 @@ def build_all(env: Environment, images: list[Image], say=print) -> list[BuildRes
                 parent_ready = image.parent not in names or image.parent in results
                 if parent_ready and len(running) < settings.build_jobs:
                     pending.remove(image)
-                    running[pool.submit(build_image, client, image, settings, proxy, log)] = image
+                    context = tar_bytes(build_context(image, settings))
+                    future = pool.submit(build_image, client, image.name, context,
+                                         settings.build_tries, proxy, log)
+                    running[future] = image
             if not running:
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)

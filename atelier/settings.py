@@ -148,10 +148,11 @@ def load_settings(root: Path = ROOT, environ: dict | None = None) -> Settings:
     state = {k: v for k, v in dotenv_values(state_file).items() if v} if state_file.exists() else {}
     superuser, new_superuser = _secret(state, env, "ATELIER_SUPERUSER_PASSWORD")
     replication, new_replication = _secret(state, env, "ATELIER_REPLICATION_PASSWORD")
-    if new_superuser or new_replication:
-        _keep_secrets(state_file, {**state,
-                                   "ATELIER_SUPERUSER_PASSWORD": superuser,
-                                   "ATELIER_REPLICATION_PASSWORD": replication})
+    generated = {key: value for key, value, new in (
+        ("ATELIER_SUPERUSER_PASSWORD", superuser, new_superuser),
+        ("ATELIER_REPLICATION_PASSWORD", replication, new_replication)) if new}
+    if generated:
+        _keep_secrets(state_file, {**state, **generated})
 
     return Settings(
         project=project,
@@ -173,6 +174,7 @@ def load_settings(root: Path = ROOT, environ: dict | None = None) -> Settings:
 
 
 def _keep_secrets(path: Path, values: dict) -> None:
+    """Generated secrets only (url-safe, so single quotes hold them)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     text = "".join(f"{k}='{v}'\n" for k, v in sorted(values.items()))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -1,0 +1,260 @@
+"""End to end, on a real Docker engine: build debian12 (PostgreSQL 15) and
+debian13 (PostgreSQL 17), bring each up, query, replicate, survive down/up.
+
+Runs under its own project name, subnet and ports, so a user's own atelier
+environment is never touched, and removes what it made (images are kept:
+they hold nothing of the test's and make the next run fast)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from atelier import engine
+from atelier.build import build_image
+from atelier.model import Environment, select
+from atelier.render import tar_bytes
+from atelier.settings import ROOT, load_settings
+
+pytestmark = pytest.mark.engine
+
+PROJECT = "ateliertest"
+TEST_ENV = {
+    "ATELIER_PROJECT": PROJECT,
+    "ATELIER_SUBNET": "172.29",
+    "ATELIER_SSH_PORT": "18022",
+    "ATELIER_HTTP_PORT": "18080",
+    "ATELIER_SQUID_PORT": "13128",
+    "ATELIER_BIND_ADDRESS": "127.0.0.1",
+}
+
+
+@pytest.fixture(scope="module")
+def environ(tmp_path_factory):
+    values = {**TEST_ENV, "ATELIER_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
+    yield values
+    settings = load_settings(environ=values)
+    engine.down(Environment(settings, select()), remove_volumes=True, say=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def settings(environ):
+    return load_settings(environ=environ)
+
+
+@pytest.fixture(scope="module")
+def client():
+    return engine.connect()
+
+
+def inv(environ, *args, check=True):
+    """Run the real command line, as a user does."""
+    run = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
+                         env={**os.environ, **environ}, capture_output=True, text=True)
+    if check and run.returncode != 0:
+        raise AssertionError(f"inv {' '.join(args)} failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
+    return run
+
+
+def psql(client, settings, name: str, sql: str, database: str = "experdb") -> str:
+    """A query over TCP with the experdba password: through docker exec for now."""
+    container = client.containers.get(f"{PROJECT}-{name}")
+    result = container.exec_run(
+        ["psql", "-XAtq", "-h", "127.0.0.1", "-U", "experdba", "-d", database, "-c", sql],
+        environment={"PGPASSWORD": settings.superuser_password})
+    assert result.exit_code == 0, result.output.decode()
+    return result.output.decode().strip()
+
+
+def try_psql(client, settings, name: str, sql: str):
+    """The answer, or None while the query cannot succeed yet (e.g. replay pending)."""
+    try:
+        return psql(client, settings, name, sql)
+    except AssertionError:
+        return None
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    return predicate()
+
+
+def project_volumes(client, prefix=""):
+    return sorted(v.name for v in client.volumes.list(filters={"label": f"atelier.project={PROJECT}"})
+                  if v.name.startswith(f"{PROJECT}-{prefix}"))
+
+
+# ---- debian12 / PostgreSQL 15 -------------------------------------------------------
+
+def test_build_debian12(environ):
+    run = inv(environ, "build", "--os", "debian12", "--pg", "15")
+    for image in ("atelier-debian12-init", "atelier-debian12-pg15", "atelier-haproxy"):
+        assert re.search(rf"^{image}\s+[\d.]+\s+(built|cached)\s+\d+$", run.stdout, re.M), run.stdout
+
+
+def test_up_brings_every_server_up_and_the_standby_streaming(environ, settings, client):
+    summary = engine.up(Environment(settings, select(os="debian12", pg="15")), say=print)
+    assert summary["created"] == 7
+    for name in ("debian12-pg15-active", "debian12-pg15-standby", "debian12-pg15-standalone"):
+        assert psql(client, settings, name, "select current_user, version()").startswith("experdba|PostgreSQL 15")
+    assert psql(client, settings, "debian12-pg15-standby", "select pg_is_in_recovery()") == "t"
+    assert psql(client, settings, "debian12-pg15-active", "select pg_is_in_recovery()") == "f"
+
+
+def test_a_row_written_on_the_active_appears_on_its_standby(settings, client):
+    psql(client, settings, "debian12-pg15-active",
+         "create table survives(note text); insert into survives values ('written on active')")
+    assert wait_for(lambda: try_psql(client, settings, "debian12-pg15-standby",
+                                     "select note from survives") == "written on active")
+    slots = psql(client, settings, "debian12-pg15-active",
+                 "select slot_name, active from pg_replication_slots")
+    assert slots == "debian12_pg15_standby|t"
+
+
+def test_passwords_are_required_and_pg_hba_is_limited(settings, client):
+    container = client.containers.get(f"{PROJECT}-debian12-pg15-active")
+    wrong = container.exec_run(["psql", "-h", "127.0.0.1", "-U", "experdba", "-d", "experdb", "-c", "select 1"],
+                               environment={"PGPASSWORD": "wrong"})
+    assert wrong.exit_code != 0 and b"password authentication failed" in wrong.output
+    hba = container.exec_run(["cat", "/etc/postgresql/15/main/pg_hba.conf"]).output.decode()
+    assert "172.29.0.0/16" in hba and "0.0.0.0/0" not in hba and "trust" not in hba.replace("# ", "")
+
+
+def test_status_reports_every_container(environ):
+    run = inv(environ, "status")
+    rows = {line.split()[0]: line for line in run.stdout.splitlines()[1:]}
+    assert set(rows) == {"haproxy", "apache2", "squid", "debian12-init", "debian12-pg15-active",
+                         "debian12-pg15-standby", "debian12-pg15-standalone"}
+    assert re.search(r"debian12-pg15-standby\s+standby\s+debian12\s+15\s+172\.29\.12\.45\s+running\s+ready\s+yes",
+                     rows["debian12-pg15-standby"]), rows["debian12-pg15-standby"]
+    assert re.search(r"running\s+ready", rows["debian12-pg15-active"])
+
+
+def test_the_ssh_port_answers_through_haproxy_on_loopback_only(settings):
+    with socket.create_connection(("127.0.0.1", settings.ssh_port), timeout=5) as s:
+        assert s.recv(64).startswith(b"SSH-2.0-OpenSSH")
+
+
+def test_second_up_changes_nothing(settings):
+    summary = engine.up(Environment(settings, select(os="debian12", pg="15")), say=print)
+    assert (summary["created"], summary["started"], summary["removed"]) == (0, 0, 0)
+
+
+def test_workspace_and_data_survive_down_and_up(environ, settings, client):
+    active = client.containers.get(f"{PROJECT}-debian12-pg15-active")
+    wrote = active.exec_run(["sh", "-c", "echo my patch > ~/workspace/patch.diff"], user="postgres")
+    assert wrote.exit_code == 0
+    inv(environ, "down")
+    assert not engine.project_containers(client, PROJECT)
+    assert f"{PROJECT}-debian12-pg15-active-workspace" in project_volumes(client)
+    engine.up(Environment(settings, select(os="debian12", pg="15")), say=print)
+    active = client.containers.get(f"{PROJECT}-debian12-pg15-active")
+    assert active.exec_run(["cat", "/var/lib/postgresql/workspace/patch.diff"]).output == b"my patch\n"
+    assert psql(client, settings, "debian12-pg15-active", "select note from survives") == "written on active"
+    assert wait_for(lambda: try_psql(client, settings, "debian12-pg15-standby",
+                                     "select note from survives") == "written on active")
+
+
+def test_no_secret_or_private_key_in_any_image_layer(settings, client):
+    secrets = [settings.superuser_password.encode(), settings.replication_password.encode()]
+    key_paths = re.compile(r"(^|/)(etc/ssh/ssh_host_[a-z0-9]+_key|etc/ssl/private/.+|\.ssh/id_[a-z0-9]+)$")
+    for image in ("atelier-debian12-init", "atelier-debian12-pg15", "atelier-haproxy"):
+        saved = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        with tarfile.open(fileobj=saved.stdout, mode="r|") as outer:
+            for member in outer:
+                if not member.name.endswith("layer.tar"):
+                    continue
+                layer = io.BytesIO(outer.extractfile(member).read())
+                with tarfile.open(fileobj=layer) as inner:
+                    for entry in inner:
+                        assert not key_paths.search(entry.name), f"{image}: {entry.name}"
+                data = layer.getvalue()
+                for secret in secrets:
+                    assert secret not in data, f"{image}: a password is in a layer"
+        assert saved.wait() == 0
+
+
+# ---- switching to debian13 / PostgreSQL 17 ------------------------------------------
+
+def test_switch_to_debian13_keeps_debian12_volumes(environ, settings, client):
+    inv(environ, "build", "--os", "debian13", "--pg", "17")
+    engine.up(Environment(settings, select(os="debian13", pg="17")), say=print)
+    names = set(engine.project_containers(client, PROJECT))
+    assert "debian12-pg15-active" not in names and "debian13-pg17-standby" in names
+    assert f"{PROJECT}-debian12-pg15-active-workspace" in project_volumes(client)
+    for name in ("debian13-pg17-active", "debian13-pg17-standby", "debian13-pg17-standalone"):
+        assert psql(client, settings, name, "show server_version_num")[:2] == "17"
+    psql(client, settings, "debian13-pg17-active", "create table t17 as select 17 as n")
+    assert wait_for(lambda: try_psql(client, settings, "debian13-pg17-standby", "select n from t17") == "17")
+
+
+# ---- bad input and faults ------------------------------------------------------------
+
+def test_taken_ssh_port_is_one_line_and_changes_nothing(environ):
+    other = {**environ, "ATELIER_PROJECT": "ateliertest2", "ATELIER_SUBNET": "172.28",
+             "ATELIER_SSH_PORT": "18122", "ATELIER_HTTP_PORT": "18180", "ATELIER_SQUID_PORT": "13228"}
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 18122))
+        holder.listen()
+        run = inv(other, "up", "--os", "debian12", "--pg", "15", check=False)
+    assert run.returncode == 1
+    assert run.stderr.strip() == ("atelier: port 18122 on 127.0.0.1 is already taken (needed by haproxy); "
+                                  "free it or choose another in .env (ATELIER_SSH_PORT, ATELIER_HTTP_PORT, "
+                                  "ATELIER_SQUID_PORT)")
+    assert not engine.project_containers(engine.connect(), "ateliertest2")
+
+
+def test_no_engine_is_one_line(environ):
+    run = inv({**environ, "DOCKER_HOST": "unix:///tmp/no-engine-here.sock"}, "status", check=False)
+    assert run.returncode == 1
+    assert run.stderr.startswith("atelier: no Docker engine answers at unix:///tmp/no-engine-here.sock")
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (("up", "--pg", "13"), "unknown PostgreSQL major '13'"),
+    (("up", "--os", "centos7"), "unknown OS 'centos7'"),
+    (("up", "--profile", "fulll"), "did you mean full"),
+])
+def test_bad_selection_on_the_command_line(environ, args, message):
+    run = inv(environ, *args, check=False)
+    assert run.returncode == 1 and message in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_bad_setting_on_the_command_line(environ):
+    run = inv({**environ, "ATELIER_SUBNET": "300.1"}, "up", check=False)
+    assert run.returncode == 1
+    assert run.stderr.strip().startswith("atelier: ATELIER_SUBNET=300.1 is not two octets")
+
+
+def test_down_volumes_asks_without_yes(environ):
+    run = inv(environ, "down", "--volumes", check=False)
+    assert run.returncode == 1 and "add --yes to confirm" in run.stderr
+
+
+def test_build_retries_transient_failures_only(client):
+    sleeps = []
+    flaky = tar_bytes({"Dockerfile": (b"FROM atelier-base:debian12\n"
+                                      b"RUN echo \"Temporary failure resolving 'deb.debian.org'\" && false\n", 0o644)})
+    result = build_image(client, "ateliertest-flaky", flaky, tries=3, say=lambda _: None, sleep=sleeps.append)
+    assert (result.outcome, result.tries, sleeps) == ("failed", 3, [2.0, 4.0])
+    broken = tar_bytes({"Dockerfile": (b"FROM atelier-base:debian12\nRUN mkae world\n", 0o644)})
+    result = build_image(client, "ateliertest-broken", broken, tries=3, say=lambda _: None, sleep=sleeps.append)
+    assert (result.outcome, result.tries) == ("failed", 1)
+    assert "returned a non-zero code: 127" in result.error
+    assert sleeps == [2.0, 4.0]

@@ -1,0 +1,137 @@
+import pytest
+
+from atelier.errors import AtelierError
+from atelier.model import MAJORS, OSES, PROFILES, PgBuild, select
+
+
+def test_address_plan_is_the_originals(make_env):
+    env = make_env("full")
+    by_name = {c.name: c for c in env.containers}
+    assert by_name["rocky8-init"].address == "172.30.8.1"
+    assert by_name["rocky8-pg14-active"].address == "172.30.8.14"
+    assert by_name["rocky8-pg14-standby"].address == "172.30.8.44"
+    assert by_name["rocky8-pg14-standalone"].address == "172.30.8.74"
+    assert by_name["ubuntu24-pg18-standalone"].address == "172.30.24.78"
+    assert by_name["debian12-pg15-active"].address == "172.30.12.15"
+    assert by_name["debian13-pg17-standby"].address == "172.30.13.47"
+    assert by_name["haproxy"].address == "172.30.200.1"
+    assert by_name["apache2"].address == "172.30.200.2"
+    assert by_name["squid"].address == "172.30.200.3"
+    addresses = [c.address for c in env.containers]
+    assert len(addresses) == len(set(addresses))
+
+
+def test_full_profile_is_every_os_major_and_role(make_env):
+    env = make_env("full")
+    assert len(env.containers) == 3 + len(OSES) + len(OSES) * len(MAJORS) * 3
+    assert len(env.images) == 3 + len(OSES) + len(OSES) * len(MAJORS)
+
+
+def test_develop_is_standalone_only(make_env):
+    roles = {c.role for c in make_env("develop").containers}
+    assert roles == {"haproxy", "apache2", "squid", "init", "standalone"}
+
+
+def test_default_profile_builds_offline(make_env):
+    env = make_env()
+    assert [c.name for c in env.containers] == [
+        "haproxy", "apache2", "squid", "debian12-init",
+        "debian12-pg15-active", "debian12-pg15-standalone", "debian12-pg15-standby"]
+    assert all(i.os == "debian12" for i in env.images)
+    assert PgBuild(OSES["debian12"], 15).source == "distro"
+
+
+def test_pg_alone_is_that_major_everywhere_os_alone_every_major_both_intersect():
+    assert select(pg="14").groups == [(o, 14) for o in OSES]
+    assert select(os="rocky9").groups == [("rocky9", m) for m in MAJORS]
+    assert select(os="ubuntu22", pg="16").groups == [("ubuntu22", 16)]
+    assert select(os="debian13,debian12", pg="17,15").groups == [
+        ("debian12", 15), ("debian12", 17), ("debian13", 15), ("debian13", 17)]
+
+
+def test_profiles_exist_for_every_major_and_os():
+    for name in [f"pg{m}" for m in MAJORS] + list(OSES) + ["full", "develop", "default"]:
+        assert name in PROFILES
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"pg": "13"}, "unknown PostgreSQL major '13'"),
+    ({"pg": "fifteen"}, "unknown PostgreSQL major 'fifteen'"),
+    ({"os": "centos7"}, "unknown OS 'centos7'; valid: rocky8, rocky9, ubuntu22, ubuntu24, debian12, debian13"),
+    ({"profile": "fulll"}, "did you mean full"),
+    ({"profile": "pg15", "os": "rocky8"}, "not both"),
+])
+def test_bad_selection_is_one_line_with_choices(kwargs, message):
+    with pytest.raises(AtelierError) as err:
+        select(**kwargs)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_aliases_point_to_own_group_and_same_role_elsewhere(make_env):
+    env = make_env("full")
+    hosts = dict(env.container("ubuntu22-pg16-standby").hosts)
+    assert hosts["init"] == "172.30.22.1"
+    assert hosts["active"] == "172.30.22.16"
+    assert hosts["standby"] == "172.30.22.46"
+    assert hosts["standalone"] == "172.30.22.76"
+    assert hosts["rocky8"] == "172.30.8.46"
+    assert hosts["debian13"] == "172.30.13.46"
+    assert "ubuntu22" not in hosts
+    assert hosts["host"] == hosts["host.docker.internal"] == "host-gateway"
+
+
+def test_aliases_do_not_depend_on_the_selection(make_env):
+    """Switching profile must not recreate a server just because of its hosts."""
+    assert make_env("full").container("debian12-pg15-active").hosts == \
+        make_env().container("debian12-pg15-active").hosts
+
+
+def test_engine_names_are_scoped_by_project(make_env):
+    env = make_env()
+    c = env.container("debian12-pg15-standby")
+    assert env.docker_name(c) == "atelier-debian12-pg15-standby"
+    assert env.volume_name(c, "workspace") == "atelier-debian12-pg15-standby-workspace"
+    assert env.network == "atelier"
+    assert env.labels(c)["atelier.project"] == "atelier"
+    assert env.replication_slot(c) == "debian12_pg15_standby"
+
+
+def test_server_volumes_keep_data_workspace_and_editor_state(make_env):
+    c = make_env().container("debian12-pg15-active")
+    assert dict(c.volumes) == {"data": "/var/lib/postgresql/15",
+                               "workspace": "/var/lib/postgresql/workspace",
+                               "vscode-server": "/var/lib/postgresql/.vscode-server"}
+    rocky = make_env("full").container("rocky8-pg14-active")
+    assert dict(rocky.volumes)["workspace"] == "/var/lib/pgsql/workspace"
+
+
+def test_ulimits_are_clamped_to_the_host(make_env):
+    assert make_env(nofile=20000).ulimits == {"nofile": (20000, 20000), "core": (-1, -1)}
+    assert make_env(nofile=2 ** 21).ulimits["nofile"] == (65536, 1048576)
+
+
+def test_where_each_os_gets_each_major():
+    assert PgBuild(OSES["debian13"], 17).source == "distro"
+    assert PgBuild(OSES["debian12"], 16).source == "pgdg"
+    assert PgBuild(OSES["ubuntu22"], 14).source == "distro"
+    assert PgBuild(OSES["ubuntu24"], 16).source == "distro"
+    assert PgBuild(OSES["rocky9"], 16).source == "pgdg"
+
+
+def test_service_names_and_paths_per_family():
+    rocky, debian = PgBuild(OSES["rocky8"], 14), PgBuild(OSES["debian12"], 15)
+    assert rocky.service == "postgresql-14"
+    assert rocky.bindir == "/usr/pgsql-14/bin"
+    assert rocky.datadir == rocky.confdir == "/var/lib/pgsql/14/data"
+    assert debian.service == "postgresql@15-main"
+    assert debian.bindir == "/usr/lib/postgresql/15/bin"
+    assert debian.datadir == "/var/lib/postgresql/15/main"
+    assert debian.confdir == "/etc/postgresql/15/main"
+
+
+def test_prompt_is_the_originals(make_env):
+    env = make_env("full")
+    assert env.container("rocky8-pg14-active").prompt == "r08-p14-a"
+    assert env.container("ubuntu22-pg15-standby").prompt == "u22-p15-s"
+    assert env.container("rocky9-pg16-standalone").prompt == "r09-p16-#"

@@ -1,0 +1,151 @@
+import shutil
+import subprocess
+import tarfile
+import io
+
+import pytest
+import yaml
+
+from atelier.model import OSES, MAJORS
+from atelier.render import (build_context, compose_yaml, dockerfile, haproxy_cfg, pgpass,
+                            render_all, roles_sql, runtime_files, tar_bytes, write_tree)
+from atelier.spec import container_spec
+
+
+def test_every_image_of_the_matrix_renders(make_env):
+    env = make_env("full")
+    names = set()
+    for image in env.images:
+        text = dockerfile(image, env.settings)
+        assert text.startswith(f"# {image.name}")
+        assert f"FROM {image.parent}\n" in text
+        assert "{{" not in text and "{%" not in text
+        names.add(image.name)
+    assert {f"atelier-{o}-pg{m}" for o in OSES for m in MAJORS} <= names
+
+
+def test_rocky_uses_dnf_and_pgdg_rpms(make_env):
+    env = make_env("full")
+    text = dockerfile(env.container("rocky8-pg14-active").image, env.settings)
+    assert "dnf install" in text and "apt-get" not in text
+    assert "EL-8-x86_64/pgdg-redhat-repo-latest" in text
+    assert "module disable postgresql" in text
+    assert "postgresql14-server" in text and "pg_hint_plan_14" in text
+    assert "llvm-devel clang" in text and "libicu-devel" in text
+    init = dockerfile(env.container("rocky9-init").image, env.settings)
+    assert "--set-enabled crb" in init and "CMD [\"/usr/sbin/init\"]" in init
+
+
+def test_ubuntu_and_debian_use_apt_with_sources_and_pgdg_only_when_needed(make_env):
+    env = make_env("full")
+    ubuntu_init = dockerfile(env.container("ubuntu24-init").image, env.settings)
+    assert "Types: deb deb-src" in ubuntu_init
+    debian_init = dockerfile(env.container("debian13-init").image, env.settings)
+    assert "deb-src http://deb.debian.org/debian trixie main" in debian_init
+    distro = dockerfile(env.container("ubuntu22-pg14-active").image, env.settings)
+    assert "apt.postgresql.org" not in distro
+    pgdg = dockerfile(env.container("ubuntu22-pg17-active").image, env.settings)
+    assert "https://apt.postgresql.org/pub/repos/apt jammy-pgdg main" in pgdg
+    assert "postgresql-17-pg-hint-plan" in pgdg and "pg_store_plans" in pgdg
+    debian15 = dockerfile(env.container("debian12-pg15-active").image, env.settings)
+    assert "postgresql-15-pg-qualstats" in debian15
+    assert "apt-get build-dep -y postgresql-15" in debian15
+    assert "create_main_cluster = false" in debian15
+
+
+def test_unit_files_are_rendered_for_the_image(make_env):
+    env = make_env("full")
+    files = build_context(env.container("rocky9-pg16-active").image, env.settings)
+    unit = files["postgres/etc/systemd/system/atelier-pg-setup.service"][0].decode()
+    assert "Before=postgresql-16.service" in unit and "RequiredBy=postgresql-16.service" in unit
+    assert not any(path.endswith(".j2") for path in files)
+    assert files["postgres/usr/local/sbin/atelier-pg-setup"][1] == 0o755
+
+
+def test_no_secret_enters_any_build_context(make_env):
+    env = make_env("full")
+    secrets = [env.settings.superuser_password.encode(), env.settings.replication_password.encode()]
+    for image in env.images:
+        for path, (content, _) in build_context(image, env.settings).items():
+            assert not any(s in content for s in secrets), (image.name, path)
+            assert b"PRIVATE KEY" not in content, (image.name, path)
+
+
+def test_runtime_files_carry_identity_and_secrets_only_where_needed(make_env):
+    env = make_env()
+    active = runtime_files(env, env.container("debian12-pg15-active"))
+    standby = runtime_files(env, env.container("debian12-pg15-standby"))
+    assert active["etc/atelier/roles.sql"][1] == 0o600
+    assert "etc/atelier/roles.sql" not in standby
+    assert b"ATELIER_SLOT=debian12_pg15_standby" in standby["etc/atelier/atelier.env"][0]
+    assert b"ATELIER_PROMPT=d12-p15-a" in active["etc/atelier/atelier.env"][0]
+    assert "etc/haproxy/haproxy.cfg" in runtime_files(env, env.container("haproxy"))
+
+
+def test_roles_sql_quotes_passwords(settings):
+    from dataclasses import replace
+
+    tricky = replace(settings, superuser_password="a'b;DROP", replication_password="x:y\\z")
+    sql = roles_sql(tricky)
+    assert "PASSWORD 'a''b;DROP';" in sql
+    assert "experdba WITH LOGIN SUPERUSER" in sql and "repluser WITH LOGIN REPLICATION" in sql
+    assert pgpass(tricky) == "*:*:*:repluser:x\\:y\\\\z\n"
+
+
+def test_haproxy_round_robins_over_the_selected_inits(make_env):
+    cfg = haproxy_cfg(make_env(os="debian12,rocky8", pg="15"))
+    assert "balance roundrobin" in cfg and "mode tcp" in cfg
+    assert "server debian12-init 172.30.12.1:22 check" in cfg
+    assert "server rocky8-init 172.30.8.1:22 check" in cfg
+    assert "ubuntu22-init" not in cfg
+
+
+def test_ports_are_published_on_the_bind_address(make_env):
+    env = make_env()
+    spec = container_spec(env, env.container("haproxy"), 1)
+    assert spec.bind == "127.0.0.1" and spec.ports == ((22, 8022),)
+    doc = yaml.safe_load(compose_yaml(env))
+    assert doc["services"]["haproxy"]["ports"] == ["127.0.0.1:8022:22"]
+    assert doc["services"]["apache2"]["ports"] == ["127.0.0.1:8080:80"]
+
+
+def test_systemd_runs_without_privileged_by_default(make_env):
+    env = make_env()
+    spec = container_spec(env, env.container("debian12-pg15-active"), 1)
+    assert spec.privileged is False
+    assert set(spec.cap_add) == {"SYS_ADMIN", "SYS_PTRACE"}
+    assert "/run" in spec.tmpfs and ("/sys/fs/cgroup", "/sys/fs/cgroup", "ro") in spec.binds
+    v2 = container_spec(env, env.container("debian12-pg15-active"), 2)
+    assert v2.cgroupns == "host" and v2.binds[0][2] == "rw"
+
+
+def test_config_hash_follows_what_matters(make_env):
+    env = make_env()
+    spec = container_spec(env, env.container("debian12-pg15-active"), 1)
+    assert spec.config_hash("sha256:a") == spec.config_hash("sha256:a")
+    assert spec.config_hash("sha256:a") != spec.config_hash("sha256:b")
+    other = container_spec(make_env("full"), make_env("full").container("debian12-pg15-active"), 1)
+    assert other.config_hash("sha256:a") == spec.config_hash("sha256:a")
+
+
+def test_tar_is_deterministic(make_env):
+    env = make_env()
+    image = env.container("debian12-pg15-active").image
+    a = tar_bytes(build_context(image, env.settings))
+    b = tar_bytes(build_context(image, env.settings))
+    assert a == b
+    names = tarfile.open(fileobj=io.BytesIO(a)).getnames()
+    assert "Dockerfile" in names and "postgres/usr/local/sbin/atelier-pg-setup" in names
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="needs docker-compose")
+@pytest.mark.parametrize("profile", ["default", "full", "develop", "pg16", "rocky9"])
+def test_compose_file_is_accepted_by_docker_compose(make_env, tmp_path, profile):
+    env = make_env(profile)
+    write_tree(render_all(env), tmp_path)
+    run = subprocess.run(["docker-compose", "-f", str(tmp_path / "compose.yml"), "config", "-q"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "images/atelier-debian12-pg15/Dockerfile").exists() or profile != "default"
+    # secrets are left out of the review tree
+    assert not list(tmp_path.rglob("roles.sql"))

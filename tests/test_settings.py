@@ -1,0 +1,70 @@
+import os
+import stat
+
+import pytest
+
+from atelier.errors import AtelierError
+from atelier.settings import load_settings
+
+
+def load(tmp_path, dotenv="", **environ):
+    (tmp_path / ".env").write_text(dotenv)
+    environ.setdefault("ATELIER_STATE_DIR", str(tmp_path / "state"))
+    return load_settings(root=tmp_path, environ=environ)
+
+
+def test_defaults_are_the_originals_and_local_only(tmp_path):
+    s = load(tmp_path)
+    assert (s.project, s.subnet, s.ssh_port, s.http_port, s.squid_port) == ("atelier", "172.30", 8022, 8080, 3128)
+    assert s.bind_address == "127.0.0.1"
+    assert s.privileged is False
+    assert s.subnet_cidr == "172.30.0.0/16"
+    assert s.base_images["debian12"] == "debootstrap"
+    assert s.base_images["rocky9"] == "rockylinux/rockylinux:9"
+
+
+def test_environment_overrides_dotenv(tmp_path):
+    s = load(tmp_path, "ATELIER_SSH_PORT=9022\nATELIER_SUBNET=10.9\n", ATELIER_SSH_PORT="7022")
+    assert s.ssh_port == 7022
+    assert s.subnet == "10.9"
+
+
+def test_passwords_generated_once_kept_private_and_stable(tmp_path):
+    first = load(tmp_path)
+    second = load(tmp_path)
+    assert first.superuser_password and first.replication_password
+    assert first.superuser_password != first.replication_password
+    assert (second.superuser_password, second.replication_password) == \
+        (first.superuser_password, first.replication_password)
+    state = tmp_path / "state" / "secrets.env"
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+
+
+def test_given_password_wins_and_is_not_written(tmp_path):
+    s = load(tmp_path, ATELIER_SUPERUSER_PASSWORD="it's:secret")
+    assert s.superuser_password == "it's:secret"
+    assert "it's:secret" not in (tmp_path / "state" / "secrets.env").read_text()
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("ATELIER_SUBNET", "300.1", "ATELIER_SUBNET=300.1 is not two octets 0-255"),
+    ("ATELIER_SUBNET", "172.30.1", "not two octets"),
+    ("ATELIER_SUBNET", "abc", "not two octets"),
+    ("ATELIER_SSH_PORT", "70000", "ATELIER_SSH_PORT=70000 is not a whole number from 1 to 65535"),
+    ("ATELIER_SSH_PORT", "ssh", "is not a whole number"),
+    ("ATELIER_HTTP_PORT", "8022", "must differ"),
+    ("ATELIER_BIND_ADDRESS", "localhost:1", "is not an IP address"),
+    ("ATELIER_PRIVILEGED", "maybe", "valid: 1, 0, true, false"),
+    ("ATELIER_PROJECT", "My Project", "is not a valid name"),
+    ("ATELIER_BASE_ROCKY8", "debootstrap", "cannot make a Rocky base"),
+])
+def test_invalid_values_are_refused_in_one_line(tmp_path, key, value, message):
+    with pytest.raises(AtelierError) as err:
+        load(tmp_path, **{key: value})
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_privileged_words(tmp_path):
+    assert load(tmp_path, ATELIER_PRIVILEGED="yes").privileged is True
+    assert load(tmp_path, ATELIER_PRIVILEGED="off").privileged is False
