@@ -3,6 +3,7 @@ in parallel where parents allow, retried only on failures that look transient.""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -106,10 +107,10 @@ class BuildError(AtelierError):
     pass
 
 
-def _build_once(client, tag: str, context: bytes, proxy: dict, say) -> tuple[bool, str, str]:
+def _build_once(client, tag: str, context: bytes, proxy: dict, say, labels: dict) -> tuple[bool, str, str]:
     """One docker build. Returns (ok, cached|built|failed, log)."""
     kwargs = dict(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
-                  decode=True, pull=False)
+                  decode=True, pull=False, labels=labels or None)
     if proxy:
         kwargs.update(buildargs=proxy["buildargs"], network_mode=proxy["network"])
     log_lines, ran_steps = [], 0
@@ -129,7 +130,7 @@ def _build_once(client, tag: str, context: bytes, proxy: dict, say) -> tuple[boo
 
 
 def build_image(client, tag: str, context: bytes, tries: int, proxy: dict | None = None,
-                say=print, sleep=time.sleep) -> BuildResult:
+                say=print, sleep=time.sleep, labels: dict | None = None) -> BuildResult:
     """Build one image; on a failure that looks transient, wait longer each
     time and try again, up to `tries`; any other failure ends it at once."""
     import docker
@@ -138,7 +139,7 @@ def build_image(client, tag: str, context: bytes, tries: int, proxy: dict | None
     delays = retry_delays(tries)
     for attempt in range(1, tries + 1):
         try:
-            ok, outcome, log = _build_once(client, tag, context, proxy or {}, say)
+            ok, outcome, log = _build_once(client, tag, context, proxy or {}, say, labels or {})
         except docker.errors.APIError as exc:
             ok, outcome, log = False, "failed", str(exc)
         if ok:
@@ -191,35 +192,60 @@ def build_all(env: Environment, images: list[Image], say=print) -> list[BuildRes
         with lock:
             say(line)
 
-    names = {i.name for i in images}
     results: dict[str, BuildResult] = {}
-    pending = list(images)
-    running = {}
+    pending, running = list(images), {}
+    names = {i.name for i in images}
     with ThreadPoolExecutor(max_workers=settings.build_jobs) as pool:
         while pending or running:
             for image in list(pending):
-                parent_failed = image.parent in results and results[image.parent].outcome == "failed"
-                if parent_failed:
+                if len(running) >= settings.build_jobs:
+                    break
+                parent = image.parent
+                if parent in results and results[parent].outcome == "failed":
                     pending.remove(image)
-                    results[image.name] = BuildResult(image.name, 0, "failed", 0, f"parent {image.parent} failed")
+                    results[image.name] = BuildResult(image.name, 0, "failed", 0, f"parent {parent} failed")
                     continue
-                parent_ready = image.parent not in names or image.parent in results
-                if parent_ready and len(running) < settings.build_jobs:
-                    pending.remove(image)
-                    context = tar_bytes(build_context(image, settings))
-                    future = pool.submit(build_image, client, image.name, context,
-                                         settings.build_tries, proxy, log)
-                    running[future] = image
+                if parent in names and parent not in results:
+                    continue
+                pending.remove(image)
+                context = tar_bytes(build_context(image, settings))
+                key = build_key(client, image, context)
+                if current_key(client, image.name) == key:
+                    results[image.name] = BuildResult(image.name, 0.0, "cached")
+                    log(f"[{image.name}] unchanged")
+                    continue
+                future = pool.submit(build_image, client, image.name, context, settings.build_tries,
+                                     proxy, log, labels={KEY_LABEL: key})
+                running[future] = image
             if not running:
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 image = running.pop(future)
-                result = future.result()
-                results[image.name] = result
+                result = results[image.name] = future.result()
                 log(f"[{image.name}] {result.outcome} in {result.seconds:.1f}s"
                     + (f": {result.error}" if result.error else ""))
     return [results[i.name] for i in images]
+
+
+KEY_LABEL = "atelier.build-key"
+
+
+def build_key(client, image: Image, context: bytes) -> str:
+    """What Docker's layer cache keys an image on: its parent image and its
+    build context (Dockerfile and files). Equal keys mean a build would only
+    reuse cached layers, so it can be skipped without asking the engine."""
+    parent = client.api.inspect_image(image.parent)["Id"]
+    return hashlib.sha256(parent.encode() + b"\0" + context).hexdigest()[:32]
+
+
+def current_key(client, name: str) -> str | None:
+    import docker
+
+    try:
+        return (client.api.inspect_image(name)["Config"].get("Labels") or {}).get(KEY_LABEL)
+    except docker.errors.ImageNotFound:
+        return None
 
 
 def summary_table(results: list[BuildResult]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,10 +20,26 @@ PROJECT_LABEL = "atelier.project"
 CONFIG_LABEL = "atelier.config"
 
 
+def import_docker():
+    """docker-py imports paramiko for its ssh:// transport at import time,
+    0.14 s of every command. docker-py treats paramiko as optional, so leave
+    it out unless DOCKER_HOST asks for ssh:// (Fabric imports it when needed)."""
+    if "docker" in sys.modules or "paramiko" in sys.modules \
+            or os.environ.get("DOCKER_HOST", "").startswith("ssh://"):
+        import docker
+
+        return docker
+    sys.modules["paramiko"] = None  # makes `import paramiko` raise ImportError
+    try:
+        import docker
+    finally:
+        del sys.modules["paramiko"]
+    return docker
+
+
 def connect():
     """A Docker client, or one line saying that no engine answers."""
-    import docker
-
+    docker = import_docker()
     try:
         client = docker.from_env(timeout=120)
         client.ping()
@@ -214,7 +231,7 @@ def _create(client, env: Environment, c: Container, spec: ContainerSpec, config_
 
     files = runtime_files(env, c)
     if files:
-        container.put_archive("/", tar_bytes(files))
+        container.put_archive("/", tar_bytes(files, folders=False))
     return container
 
 

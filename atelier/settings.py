@@ -168,7 +168,8 @@ def load_settings(root: Path = ROOT, environ: dict | None = None) -> Settings:
         debian_mirror=env.get("ATELIER_DEBIAN_MIRROR", Settings.debian_mirror),
         ubuntu_mirror=env.get("ATELIER_UBUNTU_MIRROR", Settings.ubuntu_mirror),
         build_tries=_int(env, "ATELIER_BUILD_TRIES", 10, 1, 100),
-        build_jobs=_int(env, "ATELIER_BUILD_JOBS", max(1, min(4, os.cpu_count() or 1)), 1, 64),
+        # Builds wait on mirrors as much as on cores: two per core, at most four.
+        build_jobs=_int(env, "ATELIER_BUILD_JOBS", min(4, 2 * (os.cpu_count() or 1)), 1, 64),
         state_dir=state_dir,
     )
 
