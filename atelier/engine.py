@@ -12,11 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import AtelierError
-from .model import Container, Environment
+from .model import PROJECT_LABEL, Container, Environment
 from .render import tar_bytes
 from .spec import ContainerSpec, container_spec
 
-PROJECT_LABEL = "atelier.project"
 CONFIG_LABEL = "atelier.config"
 
 
@@ -148,8 +147,7 @@ def _check_before_changes(client, env: Environment, specs: dict, existing: dict,
     missing = sorted({s.image for s in specs.values()} - set(ids))
     if missing:
         raise AtelierError(
-            f"image(s) not built: {', '.join(missing)}; run `inv build "
-            f"{_selection_args(env)}` first"
+            f"image(s) not built: {', '.join(missing)}; run `inv build {env.selection.args}` first"
         )
     ours = set()
     for c in existing.values():
@@ -161,13 +159,6 @@ def _check_before_changes(client, env: Environment, specs: dict, existing: dict,
                     f"port {host_port} on {spec.bind} is already taken (needed by {spec.hostname}); "
                     "free it or choose another in .env (ATELIER_SSH_PORT, ATELIER_HTTP_PORT, ATELIER_SQUID_PORT)"
                 )
-
-
-def _selection_args(env: Environment) -> str:
-    sel = env.selection
-    if sel.profile:
-        return f"--profile {sel.profile}"
-    return f"--os {','.join(sel.oses)} --pg {','.join(map(str, sel.majors))}"
 
 
 def ensure_network(client, env: Environment):

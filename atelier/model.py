@@ -23,6 +23,7 @@ SERVICE_THIRD_OCTET = 200
 SERVICE_OS = "debian12"
 ROLE_PROMPT = {"init": "i", "active": "a", "standby": "s", "standalone": "#"}
 IMAGE_PREFIX = "atelier"
+PROJECT_LABEL = "atelier.project"
 
 
 @dataclass(frozen=True)
@@ -217,31 +218,55 @@ class Container:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which OSes, majors and roles an environment holds."""
+    """Which (OS, major) groups and which server roles an environment holds."""
 
-    oses: tuple[str, ...]
-    majors: tuple[int, ...]
+    groups: tuple[tuple[str, int], ...]
     roles: tuple[str, ...] = PG_ROLES
     profile: str = ""
 
     @property
-    def groups(self) -> list[tuple[str, int]]:
-        return [(o, m) for o in self.oses for m in self.majors]
+    def oses(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(o for o, _ in self.groups))
+
+    def majors_on(self, os_name: str) -> list[int]:
+        return [m for o, m in self.groups if o == os_name]
 
     @property
     def label(self) -> str:
-        return self.profile or f"os={','.join(self.oses)} pg={','.join(map(str, self.majors))}"
+        if self.profile:
+            return self.profile
+        return " ".join(f"{o}/pg{m}" for o, m in self.groups)
+
+    @property
+    def args(self) -> str:
+        """The command-line options that select this again."""
+        if self.profile:
+            return f"--profile {self.profile}"
+        oses = ",".join(self.oses)
+        majors = ",".join(str(m) for m in dict.fromkeys(m for _, m in self.groups))
+        return f"--os {oses} --pg {majors}"
+
+
+def _product(oses, majors, **kwargs) -> Selection:
+    return Selection(tuple((o, m) for o in oses for m in majors), **kwargs)
 
 
 def _profiles() -> dict[str, Selection]:
     all_oses = tuple(OSES)
-    profiles = {"default": Selection(("debian12",), (15,), profile="default")}
+    archive = tuple((o, m) for o in OSES for m in sorted(OSES[o].archive_majors))
+    profiles = {
+        "default": Selection((("debian12", 15),), profile="default"),
+        # Each Debian release with its own PostgreSQL: builds with only Debian's archive.
+        "debian": Selection((("debian12", 15), ("debian13", 17)), profile="debian"),
+        # Every OS with the major(s) its own archive carries: no PGDG needed.
+        "distro": Selection(archive, profile="distro"),
+    }
     for m in MAJORS:
-        profiles[f"pg{m}"] = Selection(all_oses, (m,), profile=f"pg{m}")
+        profiles[f"pg{m}"] = _product(all_oses, (m,), profile=f"pg{m}")
     for o in OSES:
-        profiles[o] = Selection((o,), MAJORS, profile=o)
-    profiles["full"] = Selection(all_oses, MAJORS, profile="full")
-    profiles["develop"] = Selection(all_oses, MAJORS, ("standalone",), profile="develop")
+        profiles[o] = _product((o,), MAJORS, profile=o)
+    profiles["full"] = _product(all_oses, MAJORS, profile="full")
+    profiles["develop"] = _product(all_oses, MAJORS, roles=("standalone",), profile="develop")
     return profiles
 
 
@@ -279,7 +304,7 @@ def select(profile: str | None = None, os: str | None = None, pg=None) -> Select
         return PROFILES["default"]
     oses = _parse_list(os, "OS", OSES) if os else tuple(OSES)
     majors = _parse_list(pg, "PostgreSQL major", MAJORS, int) if pg else MAJORS
-    return Selection(oses, majors)
+    return _product(oses, majors)
 
 
 def host_nofile_limit() -> int:
@@ -311,11 +336,10 @@ class Environment:
 
     def labels(self, container: Container) -> dict[str, str]:
         labels = {
-            "atelier.project": self.project,
+            PROJECT_LABEL: self.project,
             "atelier.name": container.name,
             "atelier.role": container.role,
             "atelier.os": container.os,
-            "atelier.selection": self.selection.label,
         }
         if container.major:
             labels["atelier.major"] = str(container.major)
@@ -355,7 +379,7 @@ class Environment:
                       systemd=False),
         ]
         for os_name in self.selection.oses:
-            first_major = self.selection.majors[0]
+            first_major = self.selection.majors_on(os_name)[0]
             out.append(Container(f"{os_name}-init", "init", init_image(os_name),
                                  self.address(os_name, "init"),
                                  self.hosts_for(os_name, "init", first_major)))

@@ -9,7 +9,7 @@ import tarfile
 from functools import lru_cache
 from pathlib import Path
 
-from .model import OSES, Container, Environment, Image
+from .model import OSES, PROJECT_LABEL, Container, Environment, Image
 from .settings import ROOT, Settings
 
 TEMPLATES = ROOT / "dockerfiles"
@@ -196,7 +196,7 @@ def compose_document(env: Environment, cgroup_version: int = 1) -> dict:
         if spec.volumes:
             service["volumes"] = [f"{v}:{m}" for v, m in spec.volumes]
             for v, _ in spec.volumes:
-                volumes[v] = {"name": v, "labels": {"atelier.project": env.project}}
+                volumes[v] = {"name": v, "labels": {PROJECT_LABEL: env.project}}
         if spec.binds:
             service.setdefault("volumes", []).extend(f"{h}:{m}:{mode}" for h, m, mode in spec.binds)
         if spec.tmpfs:

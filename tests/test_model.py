@@ -42,16 +42,37 @@ def test_default_profile_builds_offline(make_env):
 
 
 def test_pg_alone_is_that_major_everywhere_os_alone_every_major_both_intersect():
-    assert select(pg="14").groups == [(o, 14) for o in OSES]
-    assert select(os="rocky9").groups == [("rocky9", m) for m in MAJORS]
-    assert select(os="ubuntu22", pg="16").groups == [("ubuntu22", 16)]
-    assert select(os="debian13,debian12", pg="17,15").groups == [
-        ("debian12", 15), ("debian12", 17), ("debian13", 15), ("debian13", 17)]
+    assert select(pg="14").groups == tuple((o, 14) for o in OSES)
+    assert select(os="rocky9").groups == tuple(("rocky9", m) for m in MAJORS)
+    assert select(os="ubuntu22", pg="16").groups == (("ubuntu22", 16),)
+    assert select(os="debian13,debian12", pg="17,15").groups == (
+        ("debian12", 15), ("debian12", 17), ("debian13", 15), ("debian13", 17))
 
 
 def test_profiles_exist_for_every_major_and_os():
-    for name in [f"pg{m}" for m in MAJORS] + list(OSES) + ["full", "develop", "default"]:
+    for name in [f"pg{m}" for m in MAJORS] + list(OSES) + ["full", "develop", "default", "debian", "distro"]:
         assert name in PROFILES
+
+
+def test_debian_and_distro_profiles_need_no_pgdg(make_env):
+    env = make_env("debian")
+    assert [c.name for c in env.containers if c.role == "init"] == ["debian12-init", "debian13-init"]
+    assert {(c.os, c.major) for c in env.servers} == {("debian12", 15), ("debian13", 17)}
+    assert all(i.build.source == "distro" for i in env.images if i.build)
+    assert set(PROFILES["distro"].groups) == {("debian12", 15), ("debian13", 17), ("ubuntu22", 14),
+                                              ("ubuntu24", 16)}
+
+
+def test_selection_args_select_it_again():
+    for sel in (select(os="debian12", pg="15,16"), PROFILES["pg14"], select(pg="17")):
+        again = select(**dict(zip(("profile", "os", "pg"), _args(sel.args))))
+        assert again.groups == sel.groups
+
+
+def _args(text):
+    words = text.split()
+    values = dict(zip(words[::2], words[1::2]))
+    return values.get("--profile"), values.get("--os"), values.get("--pg")
 
 
 @pytest.mark.parametrize("kwargs,message", [
