@@ -5,6 +5,9 @@
 
 from invoke import Collection
 
-from atelier.tasks import environment
+from atelier.tasks import environment, remote
 
 ns = Collection.from_module(environment)
+for module in (remote,):
+    for name, task in Collection.from_module(module).tasks.items():
+        ns.add_task(task, name)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .errors import AtelierError
 from .model import PROJECT_LABEL, Container, Environment
+from .remote import entry_address, record_host_keys
 from .render import tar_bytes
 from .spec import ContainerSpec, container_spec
 
@@ -278,7 +279,9 @@ def up(env: Environment, say=print, timeout: float = 600) -> dict:
     if created or started_count:
         say(f"created {created}, started {started_count} container(s) on network {env.network}")
 
-    wait_ready(env, client, say, timeout)
+    probes = wait_ready(env, client, say, timeout)
+    record_host_keys(env.settings, {name: p.get("hostkey") for name, p in probes.items()
+                                    if p.get("hostkey") not in ("-", "")})
     if any(c.role == "init" for c in env.containers):
         wait_ssh_entry(env, deadline=time.monotonic() + 60)
     seconds = time.monotonic() - started
@@ -287,17 +290,20 @@ def up(env: Environment, say=print, timeout: float = 600) -> dict:
             "seconds": seconds}
 
 
-def wait_ready(env: Environment, client, say=print, timeout: float = 600) -> None:
+def wait_ready(env: Environment, client, say=print, timeout: float = 600) -> dict[str, Probe]:
+    """Poll every container until ready; returns each one's last probe."""
     containers = project_containers(client, env.project)
     pending = {c.name: c for c in env.containers}
+    probes: dict[str, Probe] = {}
     deadline = time.monotonic() + timeout
     last_report = 0.0
     waits: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=min(16, len(pending) or 1)) as pool:
-        while pending:
+        while True:
             names = list(pending)
-            results = pool.map(lambda n: readiness(pending[n], probe(containers[n])), names)
-            for name, (ready, why) in zip(names, results):
+            for name, p in zip(names, pool.map(lambda n: probe(containers[n]), names)):
+                probes[name] = p
+                ready, why = readiness(pending[name], p)
                 if ready:
                     pending.pop(name)
                 elif why.startswith("FAILED"):
@@ -305,7 +311,7 @@ def wait_ready(env: Environment, client, say=print, timeout: float = 600) -> Non
                 else:
                     waits[name] = why
             if not pending:
-                return
+                return probes
             now = time.monotonic()
             if now > deadline:
                 raise AtelierError("not ready after %ds: %s" % (
@@ -318,9 +324,7 @@ def wait_ready(env: Environment, client, say=print, timeout: float = 600) -> Non
 
 def wait_ssh_entry(env: Environment, deadline: float) -> None:
     """The SSH entry answers: HAProxy on the host port hands over an sshd banner."""
-    address, port = env.settings.bind_address, env.settings.ssh_port
-    if address in ("0.0.0.0", "::"):
-        address = "127.0.0.1"
+    address, port = entry_address(env.settings)
     while True:
         try:
             with socket.create_connection((address, port), timeout=2) as s:
@@ -351,6 +355,7 @@ def down(env: Environment, remove_volumes: bool = False, say=print) -> dict:
         volumes = client.volumes.list(filters={"label": f"{PROJECT_LABEL}={env.project}"})
         for volume in volumes:
             volume.remove()
+    record_host_keys(env.settings, {})  # nothing left to reach but the entry
     say(f"removed {len(containers)} container(s)" + (f" and {len(volumes)} volume(s)" if remove_volumes
                                                      else "; volumes kept"))
     return {"containers": len(containers), "volumes": len(volumes)}

@@ -211,6 +211,11 @@ class Container:
         return self.role in PG_ROLES
 
     @property
+    def login_user(self) -> str:
+        """Who atelier logs in as: postgres on servers, atelier elsewhere."""
+        return "postgres" if self.is_server else "atelier"
+
+    @property
     def prompt(self) -> str:
         major = f"p{self.major}" if self.major else "init"
         return f"{OSES[self.os].prompt}-{major}-{ROLE_PROMPT.get(self.role, '?')}"

@@ -164,7 +164,12 @@ def runtime_files(env: Environment, container: Container) -> dict[str, File]:
     elif container.role == "squid":
         files["etc/squid/conf.d/atelier.conf"] = (squid_conf(env).encode(), 0o644)
     if container.systemd:
+        keys = env.settings.keys
         files["etc/atelier/atelier.env"] = (atelier_env(env, container).encode(), 0o644)
+        files["etc/ssh/atelier_authorized_keys"] = (f"{keys.client_public}\n".encode(), 0o644)
+        if container.role == "init":
+            files["etc/ssh/ssh_host_ed25519_key"] = (keys.bastion_private.encode(), 0o600)
+            files["etc/ssh/ssh_host_ed25519_key.pub"] = (f"{keys.bastion_public}\n".encode(), 0o644)
     if container.is_server:
         files["etc/atelier/pgpass"] = (pgpass(env.settings).encode(), 0o600)
         if container.role != "standby":

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AtelierError
+from .keys import Keys, ensure_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +42,7 @@ class Settings:
     build_tries: int = 10
     build_jobs: int = 2
     state_dir: Path = ROOT / ".state" / "atelier"
+    keys: Keys | None = None
 
     @property
     def subnet_cidr(self) -> str:
@@ -171,6 +173,7 @@ def load_settings(root: Path = ROOT, environ: dict | None = None) -> Settings:
         # Builds wait on mirrors as much as on cores: two per core, at most four.
         build_jobs=_int(env, "ATELIER_BUILD_JOBS", min(4, 2 * (os.cpu_count() or 1)), 1, 64),
         state_dir=state_dir,
+        keys=ensure_keys(state_dir, project),
     )
 
 

@@ -7,15 +7,10 @@ they hold nothing of the test's and make the next run fast)."""
 
 from __future__ import annotations
 
-import io
-import os
 import re
 import socket
 import subprocess
-import sys
 import tarfile
-import time
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +18,8 @@ from atelier import engine
 from atelier.build import build_image
 from atelier.model import Environment, select
 from atelier.render import tar_bytes
-from atelier.settings import ROOT, load_settings
+from atelier.settings import load_settings
+from helpers import inv, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -56,15 +52,6 @@ def client():
     return engine.connect()
 
 
-def inv(environ, *args, check=True):
-    """Run the real command line, as a user does."""
-    run = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
-                         env={**os.environ, **environ}, capture_output=True, text=True)
-    if check and run.returncode != 0:
-        raise AssertionError(f"inv {' '.join(args)} failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
-    return run
-
-
 def psql(client, settings, name: str, sql: str, database: str = "experdb") -> str:
     """A query over TCP with the experdba password: through docker exec for now."""
     container = client.containers.get(f"{PROJECT}-{name}")
@@ -81,16 +68,6 @@ def try_psql(client, settings, name: str, sql: str):
         return psql(client, settings, name, sql)
     except AssertionError:
         return None
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    return predicate()
 
 
 def project_volumes(client, prefix=""):
@@ -169,25 +146,6 @@ def test_workspace_and_data_survive_down_and_up(environ, settings, client):
                                      "select note from survives") == "written on active")
 
 
-def test_no_secret_or_private_key_in_any_image_layer(settings, client):
-    secrets = [settings.superuser_password.encode(), settings.replication_password.encode()]
-    key_paths = re.compile(r"(^|/)(etc/ssh/ssh_host_[a-z0-9]+_key|etc/ssl/private/.+|\.ssh/id_[a-z0-9]+)$")
-    for image in ("atelier-debian12-init", "atelier-debian12-pg15", "atelier-haproxy"):
-        saved = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        with tarfile.open(fileobj=saved.stdout, mode="r|") as outer:
-            for member in outer:
-                if not member.name.endswith("layer.tar"):
-                    continue
-                layer = io.BytesIO(outer.extractfile(member).read())
-                with tarfile.open(fileobj=layer) as inner:
-                    for entry in inner:
-                        assert not key_paths.search(entry.name), f"{image}: {entry.name}"
-                data = layer.getvalue()
-                for secret in secrets:
-                    assert secret not in data, f"{image}: a password is in a layer"
-        assert saved.wait() == 0
-
-
 # ---- switching to debian13 / PostgreSQL 17 ------------------------------------------
 
 def test_switch_to_debian13_keeps_debian12_volumes(environ, settings, client):
@@ -200,6 +158,33 @@ def test_switch_to_debian13_keeps_debian12_volumes(environ, settings, client):
         assert psql(client, settings, name, "show server_version_num")[:2] == "17"
     psql(client, settings, "debian13-pg17-active", "create table t17 as select 17 as n")
     assert wait_for(lambda: try_psql(client, settings, "debian13-pg17-standby", "select n from t17") == "17")
+
+
+def test_no_secret_or_private_key_in_any_image_layer(settings, client):
+    """Every layer of every image the tests built: no password, no private key
+    of atelier's, no host key, TLS key or user key file."""
+    secrets = [settings.superuser_password.encode(), settings.replication_password.encode(),
+               settings.keys.bastion_private.encode()[40:120],
+               settings.keys.client_key_path.read_bytes()[40:120]]
+    key_paths = re.compile(r"(^|/)(etc/ssh/ssh_host_[a-z0-9]+_key|etc/ssl/private/.+|\.ssh/id_[a-z0-9]+)$")
+    images = ["atelier-haproxy", "atelier-apache2", "atelier-squid", "atelier-debian12-init",
+              "atelier-debian12-pg15", "atelier-debian13-init", "atelier-debian13-pg17"]
+    for image in images:
+        saved = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        layers = 0
+        with tarfile.open(fileobj=saved.stdout, mode="r|") as outer:
+            for member in outer:
+                if not member.name.endswith("layer.tar"):
+                    continue
+                layers += 1
+                with tarfile.open(fileobj=outer.extractfile(member), mode="r|") as layer:
+                    for entry in layer:
+                        assert not key_paths.search(entry.name), f"{image}: {entry.name}"
+                        if entry.isfile():
+                            data = layer.extractfile(entry).read()
+                            for secret in secrets:
+                                assert secret not in data, f"{image}: {entry.name} holds a secret"
+        assert saved.wait() == 0 and layers > 1
 
 
 # ---- bad input and faults ------------------------------------------------------------

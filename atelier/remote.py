@@ -1,0 +1,300 @@
+"""Commands in containers over SSH, the way atelier's users go by hand:
+host -> HAProxy on 127.0.0.1:ATELIER_SSH_PORT -> an init container (jump
+host) -> the target, by its hostname on the atelier network.
+
+Host keys are pinned: `inv up` records every container's key (read through
+the engine, a trusted channel) in the environment's own known_hosts, and
+connections refuse any key not recorded there."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import AtelierError, choice_error
+from .settings import Settings
+
+GATEWAY_USER = "atelier"
+LOCAL = "local"
+
+
+# ---- known hosts -----------------------------------------------------------------
+
+def known_hosts_path(settings: Settings) -> Path:
+    return settings.state_dir / "known_hosts"
+
+
+def entry_address(settings: Settings) -> tuple[str, int]:
+    """Where the host reaches HAProxy (a wildcard bind is reached on loopback)."""
+    host = settings.bind_address
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return host, settings.ssh_port
+
+
+def known_hosts_text(settings: Settings, host_keys: dict[str, str]) -> str:
+    """The SSH entry's (shared bastion) key, then each container's key by name."""
+    host, port = entry_address(settings)
+    lines = [f"[{host}]:{port} {settings.keys.bastion_public}"]
+    lines += [f"{name} ssh-ed25519 {key}" for name, key in host_keys.items()]
+    return "\n".join(lines) + "\n"
+
+
+def record_host_keys(settings: Settings, host_keys: dict[str, str]) -> None:
+    path = known_hosts_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_suffix(".new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(known_hosts_text(settings, host_keys))
+    temporary.replace(path)
+
+
+def recorded_names(settings: Settings) -> list[str]:
+    """Containers whose keys `inv up` recorded: the ones there are to reach."""
+    path = known_hosts_path(settings)
+    if not path.exists():
+        return []
+    return [line.split()[0] for line in path.read_text().splitlines()
+            if line and not line.startswith(("[", "#"))]
+
+
+# ---- targets ------------------------------------------------------------------------
+
+def resolve_targets(pattern: str, names: list[str]) -> list[str]:
+    """One name, a glob (`debian12-pg15-*`, `*-standby`) or a comma list of
+    them, over `names`; each part must match something."""
+    chosen: list[str] = []
+    for part in (p.strip() for p in pattern.split(",")):
+        if part == LOCAL:
+            matches = [LOCAL]
+        else:
+            matches = [n for n in names if fnmatch.fnmatchcase(n, part)]
+        if not matches:
+            if not names:
+                raise AtelierError(f"no container of this project is up to match {part!r}; run `inv up` first")
+            raise choice_error("target", part, names)
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+def command_after_dashes(argv: list[str]) -> list[str]:
+    """The words after the first `--`, as given (Invoke keeps only a joined string)."""
+    return argv[argv.index("--") + 1:] if "--" in argv else []
+
+
+def remote_command(words: list[str]) -> str:
+    """One word is a shell line (`-- 'make && make check'`, as with ssh);
+    several keep their exact argv (`-- psql -c 'select 1'`)."""
+    import shlex
+
+    return words[0] if len(words) == 1 else shlex.join(words)
+
+
+# ---- connections ----------------------------------------------------------------------
+
+def _fabric_config():
+    from fabric import Config
+
+    # The user's ~/.ssh/config must not redirect atelier's hosts.
+    return Config(overrides={"load_ssh_configs": False})
+
+
+def _connect_kwargs(settings: Settings) -> dict:
+    return {"key_filename": str(settings.keys.client_key_path), "look_for_keys": False,
+            "allow_agent": False, "banner_timeout": 15, "auth_timeout": 15}
+
+
+def _pinned(connection, settings: Settings):
+    import paramiko
+
+    connection.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    connection.client.load_host_keys(str(known_hosts_path(settings)))
+    return connection
+
+
+def _quiet_paramiko() -> None:
+    """paramiko logs failed channel opens itself; atelier says it in one line."""
+    import logging
+
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
+
+def open_gateway(settings: Settings):
+    """An open connection to a jump host through HAProxy, or one line on why not."""
+    from fabric import Connection
+
+    _quiet_paramiko()
+    host, port = entry_address(settings)
+    gateway = _pinned(Connection(host, port=port, user=GATEWAY_USER, config=_fabric_config(),
+                                 connect_timeout=10, connect_kwargs=_connect_kwargs(settings)), settings)
+    try:
+        gateway.open()
+    except Exception as exc:
+        raise explain(exc, f"HAProxy at {host}:{port}", settings, entry=True) from None
+    return gateway
+
+
+def target_connection(settings: Settings, name: str, user: str, gateway):
+    from fabric import Connection
+
+    return _pinned(Connection(name, port=22, user=user, gateway=gateway, config=_fabric_config(),
+                              connect_timeout=10, connect_kwargs=_connect_kwargs(settings)), settings)
+
+
+def _fingerprint(key) -> str:
+    import base64
+    import hashlib
+
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def explain(exc: Exception, hop: str, settings: Settings, entry: bool = False) -> AtelierError:
+    """One line naming the hop that failed and what to do."""
+    import paramiko
+
+    known = known_hosts_path(settings)
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return AtelierError(
+            f"host key of {hop} changed: {known} has {_fingerprint(exc.expected_key)}, it offered "
+            f"{_fingerprint(exc.key)}; if the container was rebuilt, `inv up` records its new key "
+            f"(or delete its line from {known} to accept it on purpose)")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return AtelierError(f"{hop} refused atelier's key ({settings.keys.client_key_path}); "
+                            "valid users: postgres (servers), atelier (init containers)")
+    if isinstance(exc, paramiko.ChannelException):
+        return AtelierError(f"the jump host could not reach {hop} port 22 ({exc.text}); "
+                            "is that container running? (`inv status`)")
+    text = str(exc)
+    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in text:
+        return AtelierError(f"no host key recorded for {hop} in {known}; `inv up` records the keys "
+                            "of running containers")
+    if isinstance(exc, (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError)):
+        return AtelierError(f"cannot reach {hop}: connection refused; is the environment up? (`inv status`)")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return AtelierError(f"{hop} did not answer in time")
+    if isinstance(exc, (paramiko.SSHException, EOFError, ConnectionResetError)) and entry:
+        return AtelierError(f"{hop} accepted the connection but no init container answered "
+                            f"({text or type(exc).__name__}); are the init containers running? (`inv status`)")
+    return AtelierError(f"{hop}: {text or type(exc).__name__}")
+
+
+# ---- running commands ---------------------------------------------------------------
+
+class Prefixed:
+    """A stream that writes whole lines, each behind `prefix`, under a shared lock."""
+
+    def __init__(self, prefix: str, stream, lock: threading.Lock):
+        self.prefix, self.stream, self.lock, self.pending = prefix, stream, lock, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        if lines:
+            with self.lock:
+                self.stream.write("".join(f"{self.prefix}{line}\n" for line in lines))
+                self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.write("\n")
+
+
+@dataclass
+class Outcome:
+    name: str
+    exit_code: int
+    seconds: float
+    error: str = ""
+
+
+class Session:
+    """Connections of one run: a single gateway shared by every target."""
+
+    def __init__(self, settings: Settings):
+        from .model import Environment, select
+
+        self.settings = settings
+        self.model = Environment(settings, select("full"))
+        self._gateway = None
+        self._lock = threading.Lock()
+
+    def user_for(self, name: str) -> str:
+        """postgres on servers, atelier on init containers, yourself locally."""
+        if name == LOCAL:
+            return os.environ.get("USER", "root")
+        return self.model.container(name).login_user
+
+    def gateway(self):
+        with self._lock:
+            if self._gateway is None:
+                self._gateway = open_gateway(self.settings)
+            return self._gateway
+
+    def context(self, name: str, user: str):
+        """Something with run/sudo/put/get: a Fabric Connection to the target,
+        or, for `local`, an Invoke Context (helpers run the same either way)."""
+        if name == LOCAL:
+            from invoke import Context
+
+            return Context()
+        connection = target_connection(self.settings, name, user, self.gateway())
+        try:
+            connection.open()
+        except Exception as exc:
+            raise explain(exc, name, self.settings) from None
+        return connection
+
+    def close(self) -> None:
+        if self._gateway is not None:
+            self._gateway.close()
+
+
+def run_on(session: Session, names: list[str], command: str, user: str | None = None,
+           out=None, err=None) -> list[Outcome]:
+    """Run `command` on every target at once; output lines are prefixed with
+    the target's name when there is more than one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out, err = out or sys.stdout, err or sys.stderr
+    lock = threading.Lock()
+    many = len(names) > 1
+    if any(n != LOCAL for n in names):
+        session.gateway()  # open once, before the threads share it
+
+    def one(name: str) -> Outcome:
+        started = time.monotonic()
+        streams = {}
+        if many:
+            width = max(len(n) for n in names)
+            streams = {"out_stream": Prefixed(f"{name:<{width}} | ", out, lock),
+                       "err_stream": Prefixed(f"{name:<{width}} ! ", err, lock)}
+        try:
+            ctx = session.context(name, user or session.user_for(name))
+            result = ctx.run(command, warn=True, hide=False, in_stream=False, **streams)
+            code = result.exited
+            error = ""
+        except AtelierError as exc:
+            code, error = 255, str(exc)
+        for stream in streams.values():
+            stream.flush()
+        return Outcome(name, code, time.monotonic() - started, error)
+
+    with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
+        return list(pool.map(one, names))
+
+
+def summary_table(outcomes: list[Outcome]) -> str:
+    width = max(len(o.name) for o in outcomes + [Outcome("container", 0, 0)])
+    lines = [f"{'container':<{width}}  exit  seconds"]
+    for o in outcomes:
+        lines.append(f"{o.name:<{width}}  {o.exit_code:>4}  {o.seconds:>7.2f}" + (f"  {o.error}" if o.error else ""))
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""Commands and files in containers, over SSH through HAProxy: run, shell, put, get."""
+
+from __future__ import annotations
+
+import sys
+
+from .common import atelier_task
+
+TARGET_HELP = ("container name, glob (debian12-pg15-*, *-standby) or comma list; "
+               "`local` runs here, with an Invoke context")
+USER_HELP = "login user (default: postgres on servers, atelier on init containers)"
+
+
+def _session():
+    from ..remote import Session
+    from ..settings import load_settings
+
+    return Session(load_settings())
+
+
+def _targets(session, pattern):
+    from ..errors import AtelierError
+    from ..remote import recorded_names, resolve_targets
+
+    if not pattern:
+        raise AtelierError("--target is required: a container name, a glob, or a comma list")
+    return resolve_targets(pattern, recorded_names(session.settings))
+
+
+def finish(outcomes) -> None:
+    """Summary for many targets; exit non-zero when any failed."""
+    from invoke.exceptions import Exit
+
+    from ..remote import summary_table
+
+    failed = [o for o in outcomes if o.exit_code != 0]
+    if len(outcomes) > 1:
+        print(summary_table(outcomes), file=sys.stderr)
+    elif failed and failed[0].error:
+        raise Exit(f"atelier: {failed[0].error}", code=1)
+    if failed:
+        raise Exit(code=max(1, min(255, max(o.exit_code for o in failed))))
+
+
+@atelier_task(help={"target": TARGET_HELP, "user": USER_HELP,
+                    "cmd": "the command (or give it after --: inv run -t X -- psql -c 'select 1')"})
+def run(c, target=None, user=None, cmd=None):
+    """Run a command in one container or many at once; output prefixed by container."""
+    from ..errors import AtelierError
+    from ..remote import command_after_dashes, remote_command, run_on
+
+    command = cmd or remote_command(command_after_dashes(sys.argv))
+    if not command:
+        raise AtelierError("no command: give it after -- (inv run -t X -- hostname) or with --cmd")
+    session = _session()
+    try:
+        names = _targets(session, target)
+        finish(run_on(session, names, command, user))
+    finally:
+        session.close()
+
+
+@atelier_task(help={"target": "one container name", "user": USER_HELP})
+def shell(c, target=None, user=None):
+    """An interactive login shell in a container (a pty over the same SSH path)."""
+    from ..errors import AtelierError
+
+    session = _session()
+    try:
+        names = _targets(session, target)
+        if len(names) != 1:
+            raise AtelierError(f"shell takes one container; {target!r} matches {', '.join(names)}")
+        name = names[0]
+        connection = session.context(name, user or session.user_for(name))
+        if hasattr(connection, "shell"):
+            connection.shell()
+        else:
+            connection.run("bash --login", pty=True, warn=True)
+    finally:
+        session.close()
+
+
+@atelier_task(help={"target": TARGET_HELP, "user": USER_HELP, "local": "file on this host",
+                    "remote": "path in the container(s) (default: the login user's home)"})
+def put(c, local, remote="", target=None, user=None):
+    """Copy a file from this host into one container or many."""
+    _transfer(target, user, lambda ctx, name: ctx.put(local, remote or None))
+
+
+@atelier_task(help={"target": TARGET_HELP, "user": USER_HELP, "remote": "path in the container(s)",
+                    "local": "where to put it here; {name} is replaced by the container's name "
+                             "(default: ./{name}/<file name>)"})
+def get(c, remote, local="", target=None, user=None):
+    """Copy a file from one container or many to this host."""
+    import os
+
+    def fetch(ctx, name):
+        path = (local or os.path.join("{name}", os.path.basename(remote))).replace("{name}", name)
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        ctx.get(remote, path)
+
+    _transfer(target, user, fetch)
+
+
+def _transfer(target, user, action) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..errors import AtelierError
+    from ..remote import LOCAL, Outcome
+
+    session = _session()
+    try:
+        names = _targets(session, target)
+        if LOCAL in names:
+            raise AtelierError("put/get copy between this host and containers; `local` is not one")
+        session.gateway()
+
+        def one(name):
+            started = time.monotonic()
+            try:
+                action(session.context(name, user or session.user_for(name)), name)
+                return Outcome(name, 0, time.monotonic() - started)
+            except AtelierError as exc:
+                return Outcome(name, 255, time.monotonic() - started, str(exc))
+            except OSError as exc:
+                return Outcome(name, 1, time.monotonic() - started, f"{name}: {exc.strerror or exc}")
+
+        with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
+            finish(list(pool.map(one, names)))
+    finally:
+        session.close()

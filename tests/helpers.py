@@ -1,0 +1,27 @@
+"""Helpers the end-to-end test modules share."""
+
+import os
+import subprocess
+import sys
+import time
+
+from atelier.settings import ROOT
+
+
+def inv(environ: dict, *args, check: bool = True, timeout: float = 900):
+    """Run the real command line, as a user does."""
+    run = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
+                         env={**os.environ, **environ}, capture_output=True, text=True, timeout=timeout)
+    if check and run.returncode != 0:
+        raise AssertionError(f"inv {' '.join(args)} failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
+    return run
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    return predicate()

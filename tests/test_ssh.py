@@ -1,0 +1,200 @@
+"""The SSH path, for real: host -> HAProxy on 127.0.0.1 -> an init container
+-> target, with real sshd, real HAProxy and pinned host keys. Uses the
+`debian` profile (debian12/PG15 and debian13/PG17), which has two init
+containers for HAProxy to balance over, under a project of its own."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from atelier import engine
+from atelier.model import Environment, select
+from atelier.remote import known_hosts_path
+from atelier.settings import ROOT, load_settings
+from helpers import inv, wait_for
+
+pytestmark = pytest.mark.engine
+
+PROJECT = "ateliertest-ssh"
+TEST_ENV = {
+    "ATELIER_PROJECT": PROJECT,
+    "ATELIER_SUBNET": "172.26",
+    "ATELIER_SSH_PORT": "19022",
+    "ATELIER_HTTP_PORT": "19080",
+    "ATELIER_SQUID_PORT": "19128",
+}
+
+
+@pytest.fixture(scope="module")
+def environ(tmp_path_factory):
+    values = {**TEST_ENV, "ATELIER_STATE_DIR": str(tmp_path_factory.mktemp("ssh-state"))}
+    inv(values, "build", "--profile", "debian")
+    engine.up(Environment(load_settings(environ=values), select("debian")), say=print)
+    yield values
+    engine.down(Environment(load_settings(environ=values), select("debian")), remove_volumes=True,
+                say=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def settings(environ):
+    return load_settings(environ=environ)
+
+
+@pytest.fixture
+def container(environ):
+    client = engine.connect()
+    return lambda name: client.containers.get(f"{PROJECT}-{name}")
+
+
+def lines_by_target(stdout: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in stdout.splitlines():
+        name, _, text = line.partition(" | ")
+        out.setdefault(name.strip(), []).append(text)
+    return out
+
+
+def test_hostname_on_three_targets_through_haproxy(environ):
+    run = inv(environ, "run", "-t", "debian12-pg15-active,debian13-pg17-standby,debian12-init", "--", "hostname")
+    assert lines_by_target(run.stdout) == {"debian12-pg15-active": ["debian12-pg15-active"],
+                                           "debian13-pg17-standby": ["debian13-pg17-standby"],
+                                           "debian12-init": ["debian12-init"]}
+    summary = run.stderr.splitlines()
+    assert summary[0].split() == ["container", "exit", "seconds"]
+    assert all(re.match(r"\S+\s+0\s+[\d.]+$", row) for row in summary[1:]) and len(summary) == 4
+
+
+def test_globs_users_and_exit_codes(environ):
+    run = inv(environ, "run", "-t", "*-standby", "--", "id -un; test $(hostname) = debian12-pg15-standby",
+              check=False)
+    assert lines_by_target(run.stdout) == {"debian12-pg15-standby": ["postgres"],
+                                           "debian13-pg17-standby": ["postgres"]}
+    assert run.returncode == 1
+    assert re.search(r"debian13-pg17-standby\s+1\s", run.stderr)
+    init = inv(environ, "run", "-t", "debian13-init", "--", "id", "-un")
+    assert init.stdout.strip() == "atelier"
+
+
+def test_a_server_answers_over_ssh_as_postgres(environ):
+    run = inv(environ, "run", "-t", "debian13-pg17-active", "--", "psql", "-XAtc", "select current_setting('server_version_num')::int / 10000")
+    assert run.stdout.strip() == "17"
+
+
+def test_local_target_runs_the_same_helper_with_an_invoke_context(environ):
+    run = inv(environ, "run", "-t", "local", "--", "echo", "here")
+    assert run.stdout.strip() == "here"
+
+
+def test_put_and_get_through_the_same_path(environ, tmp_path):
+    source = tmp_path / "patch.diff"
+    source.write_text("--- a\n+++ b\n")
+    inv(environ, "put", str(source), "--remote", "workspace/patch.diff", "-t", "debian12-pg15-*")
+    inv(environ, "get", "workspace/patch.diff", "--local", str(tmp_path / "{name}.diff"), "-t", "debian12-pg15-*")
+    for role in ("active", "standby", "standalone"):
+        assert (tmp_path / f"debian12-pg15-{role}.diff").read_text() == "--- a\n+++ b\n"
+
+
+def test_a_tampered_known_hosts_entry_is_refused(environ, settings):
+    path = known_hosts_path(settings)
+    original = path.read_text()
+    other_key = settings.keys.client_public.split()[1]
+    path.write_text(re.sub(r"^(debian12-pg15-active ssh-ed25519) \S+", rf"\1 {other_key}", original, flags=re.M))
+    try:
+        run = inv(environ, "run", "-t", "debian12-pg15-active", "--", "hostname", check=False)
+    finally:
+        path.write_text(original)
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.startswith("atelier: host key of debian12-pg15-active changed: ")
+    assert "`inv up` records its new key" in run.stderr
+
+
+def test_an_unrecorded_host_is_refused(environ, settings):
+    path = known_hosts_path(settings)
+    original = path.read_text()
+    path.write_text("\n".join(l for l in original.splitlines() if not l.startswith("[")) + "\n")
+    try:
+        run = inv(environ, "run", "-t", "debian12-pg15-active", "--", "hostname", check=False)
+    finally:
+        path.write_text(original)
+    assert run.returncode == 1 and "no host key recorded for HAProxy at 127.0.0.1:19022" in run.stderr
+
+
+def test_with_one_init_stopped_commands_still_succeed(environ, container):
+    container("debian12-init").stop(timeout=5)
+    try:
+        for _ in range(4):  # round-robin would hit the stopped one at least once
+            run = inv(environ, "run", "-t", "debian12-pg15-active,debian13-pg17-active", "--", "hostname")
+            assert set(lines_by_target(run.stdout)) == {"debian12-pg15-active", "debian13-pg17-active"}
+    finally:
+        container("debian12-init").start()
+
+
+def test_target_down_names_the_hop(environ, container):
+    container("debian12-pg15-standalone").stop(timeout=5)
+    try:
+        run = inv(environ, "run", "-t", "debian12-pg15-standalone", "--", "hostname", check=False)
+    finally:
+        container("debian12-pg15-standalone").start()
+    assert run.returncode == 1
+    assert run.stderr.strip() == ("atelier: the jump host could not reach debian12-pg15-standalone port 22 "
+                                  "(Connect failed); is that container running? (`inv status`)")
+
+
+def test_haproxy_down_names_the_hop(environ, container):
+    container("haproxy").stop(timeout=5)
+    try:
+        run = inv(environ, "run", "-t", "debian12-pg15-active", "--", "hostname", check=False)
+    finally:
+        container("haproxy").start()
+        env = Environment(load_settings(environ=environ), select("debian"))
+        engine.wait_ssh_entry(env, deadline=time.monotonic() + 30)
+    assert run.returncode == 1
+    assert run.stderr.strip() == ("atelier: cannot reach HAProxy at 127.0.0.1:19022: connection refused; "
+                                  "is the environment up? (`inv status`)")
+
+
+def test_unknown_target_lists_the_nearest(environ):
+    run = inv(environ, "run", "-t", "debian12-pg15-stanby", "--", "true", check=False)
+    assert run.returncode == 1
+    assert "unknown target 'debian12-pg15-stanby' (did you mean debian12-pg15-standby" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_keys_only_no_root_no_passwords(environ, container):
+    run = inv(environ, "run", "-t", "debian12-pg15-active", "-u", "root", "--", "true", check=False)
+    assert run.returncode == 1 and "refused atelier's key" in run.stderr
+    config = container("debian12-pg15-active").exec_run(["sshd", "-T"]).output.decode()
+    assert "passwordauthentication no" in config and "permitrootlogin no" in config
+
+
+def test_init_containers_share_one_host_key_and_servers_have_their_own(settings):
+    entries = dict(line.split(" ", 1) for line in known_hosts_path(settings).read_text().splitlines())
+    bastion = settings.keys.bastion_public
+    assert entries["debian12-init"] == entries["debian13-init"] == bastion
+    servers = [v for k, v in entries.items() if "-pg" in k]
+    assert len(servers) == 6 and len(set(servers)) == 6 and bastion not in servers
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_interactive_shell_has_a_pty_and_the_originals_prompt(environ):
+    session = f"{PROJECT}-shell"
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in environ.items())
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
+                    f"cd {shlex.quote(str(ROOT))} && env {exports} {shlex.quote(sys.executable)} -m invoke "
+                    "shell -t debian12-pg15-standby; sleep 30"],
+                   check=True)
+    try:
+        screen = lambda: subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                        capture_output=True, text=True).stdout
+        assert wait_for(lambda: "p@d12-p15-s:" in screen(), timeout=20), screen()
+        subprocess.run(["tmux", "send-keys", "-t", session, "tty; echo $((6*7))", "Enter"], check=True)
+        assert wait_for(lambda: "/dev/pts/" in screen() and "\n42" in screen(), timeout=10), screen()
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
