@@ -1,13 +1,15 @@
 """atelier: a PostgreSQL development environment of many containers.
 
-`inv --list` shows the tasks; each module of atelier/tasks is one topic.
+`inv --list` shows the tasks; each module of atelier/tasks is one topic:
+images and containers and SSH at the top level, then pg.*, git.*, workspace.*.
 """
 
 from invoke import Collection
 
-from atelier.tasks import environment, remote
+from atelier.tasks import environment, git, pg, remote, workspace
 
 ns = Collection.from_module(environment)
-for module in (remote,):
-    for name, task in Collection.from_module(module).tasks.items():
-        ns.add_task(task, name)
+for name, task in Collection.from_module(remote).tasks.items():
+    ns.add_task(task, name)
+for module, name in ((pg, "pg"), (git, "git"), (workspace, "workspace")):
+    ns.add_collection(Collection.from_module(module), name)

@@ -99,11 +99,13 @@ def remote_command(words: list[str]) -> str:
 
 # ---- connections ----------------------------------------------------------------------
 
-def _fabric_config():
+def _fabric_config(settings: Settings):
     from fabric import Config
 
-    # The user's ~/.ssh/config must not redirect atelier's hosts.
-    return Config(overrides={"load_ssh_configs": False})
+    # The user's ~/.ssh/config must not redirect atelier's hosts; sudo's
+    # prompt in a container is answered with the environment's sudo password.
+    return Config(overrides={"load_ssh_configs": False,
+                             "sudo": {"password": settings.sudo_password}})
 
 
 def _connect_kwargs(settings: Settings) -> dict:
@@ -133,7 +135,7 @@ def open_gateway(settings: Settings):
 
     _quiet_paramiko()
     host, port = entry_address(settings)
-    gateway = _pinned(Connection(host, port=port, user=GATEWAY_USER, config=_fabric_config(),
+    gateway = _pinned(Connection(host, port=port, user=GATEWAY_USER, config=_fabric_config(settings),
                                  connect_timeout=10, connect_kwargs=_connect_kwargs(settings)), settings)
     try:
         gateway.open()
@@ -145,7 +147,7 @@ def open_gateway(settings: Settings):
 def target_connection(settings: Settings, name: str, user: str, gateway):
     from fabric import Connection
 
-    return _pinned(Connection(name, port=22, user=user, gateway=gateway, config=_fabric_config(),
+    return _pinned(Connection(name, port=22, user=user, gateway=gateway, config=_fabric_config(settings),
                               connect_timeout=10, connect_kwargs=_connect_kwargs(settings)), settings)
 
 
@@ -243,9 +245,9 @@ class Session:
         """Something with run/sudo/put/get: a Fabric Connection to the target,
         or, for `local`, an Invoke Context (helpers run the same either way)."""
         if name == LOCAL:
-            from invoke import Context
+            from invoke import Config, Context
 
-            return Context()
+            return Context(Config(overrides={"sudo": {"password": self.settings.sudo_password}}))
         connection = target_connection(self.settings, name, user, self.gateway())
         try:
             connection.open()
@@ -258,11 +260,14 @@ class Session:
             self._gateway.close()
 
 
-def run_on(session: Session, names: list[str], command: str, user: str | None = None,
-           out=None, err=None) -> list[Outcome]:
-    """Run `command` on every target at once; output lines are prefixed with
-    the target's name when there is more than one."""
+def fan_out(session: Session, names: list[str], work, user: str | None = None,
+            out=None, err=None) -> list[Outcome]:
+    """Run `work(context, **streams)` on every target at once. It returns an
+    exit code (or None for success) or raises; with more than one target,
+    output lines are prefixed with the target's name."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from .helpers import StepFailed
 
     out, err = out or sys.stdout, err or sys.stderr
     lock = threading.Lock()
@@ -278,10 +283,9 @@ def run_on(session: Session, names: list[str], command: str, user: str | None = 
             streams = {"out_stream": Prefixed(f"{name:<{width}} | ", out, lock),
                        "err_stream": Prefixed(f"{name:<{width}} ! ", err, lock)}
         try:
-            ctx = session.context(name, user or session.user_for(name))
-            result = ctx.run(command, warn=True, hide=False, in_stream=False, **streams)
-            code = result.exited
-            error = ""
+            code, error = work(session.context(name, user or session.user_for(name)), **streams) or 0, ""
+        except StepFailed as exc:
+            code, error = exc.code, f"{name}: {exc}"
         except AtelierError as exc:
             code, error = 255, str(exc)
         for stream in streams.values():
@@ -290,6 +294,15 @@ def run_on(session: Session, names: list[str], command: str, user: str | None = 
 
     with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
         return list(pool.map(one, names))
+
+
+def run_on(session: Session, names: list[str], command: str, user: str | None = None,
+           out=None, err=None) -> list[Outcome]:
+    """A shell command on every target at once."""
+    def work(ctx, **streams):
+        return ctx.run(command, warn=True, hide=False, in_stream=False, **streams).exited
+
+    return fan_out(session, names, work, user, out, err)
 
 
 def summary_table(outcomes: list[Outcome]) -> str:

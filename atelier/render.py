@@ -167,6 +167,7 @@ def runtime_files(env: Environment, container: Container) -> dict[str, File]:
         keys = env.settings.keys
         files["etc/atelier/atelier.env"] = (atelier_env(env, container).encode(), 0o644)
         files["etc/ssh/atelier_authorized_keys"] = (f"{keys.client_public}\n".encode(), 0o644)
+        files["etc/atelier/sudo-password"] = (f"{env.settings.sudo_password}\n".encode(), 0o600)
         if container.role == "init":
             files["etc/ssh/ssh_host_ed25519_key"] = (keys.bastion_private.encode(), 0o600)
             files["etc/ssh/ssh_host_ed25519_key.pub"] = (f"{keys.bastion_public}\n".encode(), 0o644)

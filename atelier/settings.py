@@ -34,6 +34,7 @@ class Settings:
     bind_address: str = "127.0.0.1"
     superuser_password: str = ""
     replication_password: str = ""
+    sudo_password: str = ""
     privileged: bool = False
     # OS name -> "debootstrap" or an image reference to pull.
     base_images: dict[str, str] = field(default_factory=dict)
@@ -150,9 +151,11 @@ def load_settings(root: Path = ROOT, environ: dict | None = None) -> Settings:
     state = {k: v for k, v in dotenv_values(state_file).items() if v} if state_file.exists() else {}
     superuser, new_superuser = _secret(state, env, "ATELIER_SUPERUSER_PASSWORD")
     replication, new_replication = _secret(state, env, "ATELIER_REPLICATION_PASSWORD")
+    sudo, new_sudo = _secret(state, env, "ATELIER_SUDO_PASSWORD")
     generated = {key: value for key, value, new in (
         ("ATELIER_SUPERUSER_PASSWORD", superuser, new_superuser),
-        ("ATELIER_REPLICATION_PASSWORD", replication, new_replication)) if new}
+        ("ATELIER_REPLICATION_PASSWORD", replication, new_replication),
+        ("ATELIER_SUDO_PASSWORD", sudo, new_sudo)) if new}
     if generated:
         _keep_secrets(state_file, {**state, **generated})
 
@@ -165,6 +168,7 @@ def load_settings(root: Path = ROOT, environ: dict | None = None) -> Settings:
         bind_address=_bind_address(env.get("ATELIER_BIND_ADDRESS", "127.0.0.1")),
         superuser_password=superuser,
         replication_password=replication,
+        sudo_password=sudo,
         privileged=_bool(env, "ATELIER_PRIVILEGED", False),
         base_images=base_images,
         debian_mirror=env.get("ATELIER_DEBIAN_MIRROR", Settings.debian_mirror),

@@ -25,3 +25,16 @@ def wait_for(predicate, timeout: float = 30.0):
             return value
         time.sleep(0.2)
     return predicate()
+
+
+def project_settings(project: str, subnet: str, port_base: int) -> dict:
+    """Settings of a test project of its own: name, subnet and host ports
+    (SSH port_base+22, HTTP +80, squid +128), all on 127.0.0.1."""
+    return {
+        "ATELIER_PROJECT": project,
+        "ATELIER_SUBNET": subnet,
+        "ATELIER_SSH_PORT": str(port_base + 22),
+        "ATELIER_HTTP_PORT": str(port_base + 80),
+        "ATELIER_SQUID_PORT": str(port_base + 128),
+        "ATELIER_BIND_ADDRESS": "127.0.0.1",
+    }

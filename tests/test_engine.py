@@ -19,19 +19,12 @@ from atelier.build import build_image
 from atelier.model import Environment, select
 from atelier.render import tar_bytes
 from atelier.settings import load_settings
-from helpers import inv, wait_for
+from helpers import inv, project_settings, wait_for
 
 pytestmark = pytest.mark.engine
 
 PROJECT = "ateliertest"
-TEST_ENV = {
-    "ATELIER_PROJECT": PROJECT,
-    "ATELIER_SUBNET": "172.29",
-    "ATELIER_SSH_PORT": "18022",
-    "ATELIER_HTTP_PORT": "18080",
-    "ATELIER_SQUID_PORT": "13128",
-    "ATELIER_BIND_ADDRESS": "127.0.0.1",
-}
+TEST_ENV = project_settings(PROJECT, "172.29", 18000)
 
 
 @pytest.fixture(scope="module")

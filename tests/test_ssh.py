@@ -18,18 +18,12 @@ from atelier import engine
 from atelier.model import Environment, select
 from atelier.remote import known_hosts_path
 from atelier.settings import ROOT, load_settings
-from helpers import inv, wait_for
+from helpers import inv, project_settings, wait_for
 
 pytestmark = pytest.mark.engine
 
 PROJECT = "ateliertest-ssh"
-TEST_ENV = {
-    "ATELIER_PROJECT": PROJECT,
-    "ATELIER_SUBNET": "172.26",
-    "ATELIER_SSH_PORT": "19022",
-    "ATELIER_HTTP_PORT": "19080",
-    "ATELIER_SQUID_PORT": "19128",
-}
+TEST_ENV = project_settings(PROJECT, "172.26", 19000)
 
 
 @pytest.fixture(scope="module")

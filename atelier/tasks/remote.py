@@ -4,43 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import atelier_task
-
-TARGET_HELP = ("container name, glob (debian12-pg15-*, *-standby) or comma list; "
-               "`local` runs here, with an Invoke context")
-USER_HELP = "login user (default: postgres on servers, atelier on init containers)"
-
-
-def _session():
-    from ..remote import Session
-    from ..settings import load_settings
-
-    return Session(load_settings())
-
-
-def _targets(session, pattern):
-    from ..errors import AtelierError
-    from ..remote import recorded_names, resolve_targets
-
-    if not pattern:
-        raise AtelierError("--target is required: a container name, a glob, or a comma list")
-    return resolve_targets(pattern, recorded_names(session.settings))
-
-
-def finish(outcomes) -> None:
-    """Summary for many targets; exit non-zero when any failed."""
-    from invoke.exceptions import Exit
-
-    from ..remote import summary_table
-
-    failed = [o for o in outcomes if o.exit_code != 0]
-    if len(outcomes) > 1:
-        print(summary_table(outcomes), file=sys.stderr)
-    elif failed and failed[0].error:
-        raise Exit(f"atelier: {failed[0].error}", code=1)
-    if failed:
-        raise Exit(code=max(1, min(255, max(o.exit_code for o in failed))))
-
+from .common import TARGET_HELP, USER_HELP, atelier_task, finish, targets
+from .common import session as _session
 
 @atelier_task(help={"target": TARGET_HELP, "user": USER_HELP,
                     "cmd": "the command (or give it after --: inv run -t X -- psql -c 'select 1')"})
@@ -54,7 +19,7 @@ def run(c, target=None, user=None, cmd=None):
         raise AtelierError("no command: give it after -- (inv run -t X -- hostname) or with --cmd")
     session = _session()
     try:
-        names = _targets(session, target)
+        names = targets(session, target)
         finish(run_on(session, names, command, user))
     finally:
         session.close()
@@ -67,7 +32,7 @@ def shell(c, target=None, user=None):
 
     session = _session()
     try:
-        names = _targets(session, target)
+        names = targets(session, target)
         if len(names) != 1:
             raise AtelierError(f"shell takes one container; {target!r} matches {', '.join(names)}")
         name = names[0]
@@ -112,7 +77,7 @@ def _transfer(target, user, action) -> None:
 
     session = _session()
     try:
-        names = _targets(session, target)
+        names = targets(session, target)
         if LOCAL in names:
             raise AtelierError("put/get copy between this host and containers; `local` is not one")
         session.gateway()

@@ -8,3 +8,5 @@ if [ -n "${BASH_VERSION:-}" ] && [ -n "${ATELIER_PROMPT:-}" ]; then
     PS1="\[\e[1;32m\]${USER:0:1}@${ATELIER_PROMPT}\[\e[0m\]:\[\e[1;34m\]\w\[\e[0m\]\$ "
 fi
 export PATH
+# pg.user: which identity psql uses (PGHOST, PGUSER, PGDATABASE; passwords in ~/.pgpass).
+if [ -r "$HOME/.pg_user" ]; then set -a; . "$HOME/.pg_user"; set +a; fi

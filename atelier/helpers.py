@@ -1,0 +1,271 @@
+"""The original's container-side helpers (pg-configure, pg-make, ...), as
+plain functions over a context: anything with `run` and `sudo`, i.e. a
+Fabric Connection to a container or, inside one, an Invoke Context.
+
+Each function runs its steps in the container's login environment (where
+PostgreSQL lives comes from /etc/atelier/pg.env, written into the image) and
+raises StepFailed naming the step and its exit code when one fails."""
+
+from __future__ import annotations
+
+import shlex
+
+from .configure import configure_line, parse_pg_config, rewrite
+from .errors import AtelierError
+
+# Every step starts from the image's facts, with ccache first on PATH.
+PRELUDE = ('set -a; . /etc/atelier/pg.env; set +a; '
+           'export PATH="/usr/lib/ccache:/usr/lib64/ccache:$PG_BINDIR:$PATH" '
+           'CCACHE_DIR="$PG_HOME/workspace/.ccache"; ')
+SOURCE = "$PG_HOME/workspace/postgres"
+PACKAGED_ARGS = "$PG_HOME/workspace/.pg_config_configure"  # cached before any install
+PACKAGED_PKGLIBDIR = "$PG_HOME/workspace/.pg_config_pkglibdir"
+VALGRIND_LOGS = "$PG_HOME/workspace/valgrind"
+UPSTREAM_GIT = "https://git.postgresql.org/git/postgresql.git"
+
+
+class StepFailed(AtelierError):
+    def __init__(self, step: str, code: int):
+        super().__init__(f"{step} failed (exit {code})")
+        self.step, self.code = step, code
+
+
+def step(c, name: str, command: str, sudo: bool = False, **kw):
+    """Run one step in the login environment; StepFailed if it fails."""
+    line = PRELUDE + command
+    if sudo:
+        result = c.sudo("bash -c " + shlex.quote(line), warn=True, in_stream=False, **kw)
+    else:
+        result = c.run(line, warn=True, in_stream=False, **kw)
+    if result.exited != 0:
+        raise StepFailed(name, result.exited)
+    return result
+
+
+def _need_source(c, **kw) -> None:
+    step(c, "finding the source tree", f'test -x "{SOURCE}/configure" || '
+         f'{{ echo "no PostgreSQL source tree in {SOURCE}: run inv workspace.get first" >&2; exit 3; }}', **kw)
+
+
+# ---- source -----------------------------------------------------------------------------
+
+def get_source_distro(c, force: bool = False, **kw) -> None:
+    """The OS archive's source of this major: upstream's tarball, unpacked."""
+    _empty_source(c, force, **kw)
+    step(c, "refreshing package lists",
+         'if [ "$PG_FAMILY" = rocky ]; then dnf -q makecache; else apt-get update -qq; fi', sudo=True, **kw)
+    step(c, "downloading the source package", 'tmp=$(mktemp -d) && cd "$tmp" && '
+         'if [ "$PG_FAMILY" = rocky ]; then dnf -q download --source "postgresql$PG_MAJOR" && '
+         'rpm2cpio ./*.src.rpm | cpio -idm --quiet "*.tar.bz2"; '
+         'else apt-get source --download-only -qq "postgresql-$PG_MAJOR"; fi && '
+         f'mkdir -p "{SOURCE}" && tar -C "{SOURCE}" --strip-components=1 -xf '
+         '"$(ls ./*.orig.tar.* ./postgresql-*.tar.bz2 2>/dev/null | head -n1)" && rm -rf "$tmp"', **kw)
+
+
+def get_source_git(c, url: str, force: bool = False, **kw) -> None:
+    """A clone of `url` with the original's remotes: origin (your fork) and upstream."""
+    _empty_source(c, force, **kw)
+    step(c, "cloning", f'git clone {shlex.quote(url)} "{SOURCE}" && cd "{SOURCE}" && '
+         f'{{ git remote get-url upstream >/dev/null 2>&1 || git remote add upstream {UPSTREAM_GIT}; }}', **kw)
+
+
+def unpack_uploaded(c, remote_tarball: str, force: bool = False, **kw) -> None:
+    """A tarball atelier uploaded from the host (a folder is sent as one)."""
+    _empty_source(c, force, **kw)
+    step(c, "unpacking the uploaded source", f'mkdir -p "{SOURCE}" && tar -C "{SOURCE}" -xf '
+         f'{shlex.quote(remote_tarball)} --strip-components="$(tar -tf {shlex.quote(remote_tarball)} | '
+         f'grep -q "^[^/]*/configure$" && echo 1 || echo 0)" && rm -f {shlex.quote(remote_tarball)}', **kw)
+
+
+def _empty_source(c, force: bool, **kw) -> None:
+    if force:
+        step(c, "removing the old source tree", f'rm -rf "{SOURCE}"', **kw)
+    step(c, "checking the workspace", f'[ ! -e "{SOURCE}" ] || [ -z "$(ls -A "{SOURCE}")" ] || '
+         f'{{ echo "{SOURCE} is not empty: keep it, or add --force to replace it" >&2; exit 4; }}', **kw)
+
+
+# ---- build ----------------------------------------------------------------------------
+
+def packaged_configure_args(c, **kw) -> list[str]:
+    """The packaged server's own configure words, cached on first use (after
+    pg.install, pg_config describes the new build instead)."""
+    result = step(c, "reading pg_config --configure",
+                  f'[ -s "{PACKAGED_ARGS}" ] || "$PG_BINDIR/pg_config" --configure > "{PACKAGED_ARGS}"; '
+                  f'[ -s "{PACKAGED_PKGLIBDIR}" ] || "$PG_BINDIR/pg_config" --pkglibdir > "{PACKAGED_PKGLIBDIR}"; '
+                  f'cat "{PACKAGED_ARGS}"', hide=True, **kw)
+    return parse_pg_config(result.stdout)
+
+
+def configure(c, mode: str, dry_run: bool = False, **kw) -> str:
+    """pg-configure: clean the tree, then ./configure like the packaged server,
+    rewritten for `mode`. Both lines are kept beside the source."""
+    rewrite([], mode)  # an unknown mode fails here, before anything runs
+    _need_source(c, **kw)
+    packaged = packaged_configure_args(c, **kw)
+    args = rewrite(packaged, mode)
+    line = configure_line(args)
+    if dry_run:
+        return line
+    step(c, "cleaning the source tree", f'cd "{SOURCE}" && if [ -d .git ]; then git clean -xdfq; '
+         'elif [ -f GNUmakefile ]; then make -s distclean; fi', **kw)
+    step(c, "keeping the configure lines",
+         f'cd "{SOURCE}" && printf "%s\\n" {shlex.quote(configure_line(packaged))} > .atelier-configure.packaged && '
+         f'printf "%s\\n" {shlex.quote(line)} > .atelier-configure.{mode}', **kw)
+    step(c, "configure", f'cd "{SOURCE}" && {line}', **kw)
+    # Debian's packaging patches where extension libraries live (pkglibdir);
+    # upstream's Makefile.custom hook puts the build there too, so the new
+    # server finds the packaged extensions and install-world replaces its own.
+    step(c, "keeping the packaged pkglibdir",
+         f'cd "{SOURCE}" && echo "override pkglibdir = $(cat "{PACKAGED_PKGLIBDIR}")" > src/Makefile.custom', **kw)
+    return line
+
+
+def make(c, jobs: int = 0, args: str = "world", **kw) -> None:
+    _need_source(c, **kw)
+    jobs_flag = f"-j{jobs}" if jobs else '-j"$(nproc)"'
+    step(c, f"make {args}", f'cd "{SOURCE}" && make -s {jobs_flag} {args}', **kw)
+
+
+def clean(c, **kw) -> None:
+    _need_source(c, **kw)
+    step(c, "make clean", f'cd "{SOURCE}" && make -s clean', **kw)
+
+
+def check(c, suite: str = "", jobs: int = 0, **kw) -> None:
+    """make check-world, or one suite: a folder under src/test (regress,
+    isolation, recovery, ...) or contrib/NAME."""
+    _need_source(c, **kw)
+    jobs_flag = f"-j{jobs}" if jobs else '-j"$(nproc)"'
+    if not suite:
+        step(c, "make check-world", f'cd "{SOURCE}" && make -s {jobs_flag} check-world', **kw)
+        return
+    where = suite if "/" in suite else f"src/test/{suite}"
+    step(c, f"make -C {where} check", f'cd "{SOURCE}" && test -d {shlex.quote(where)} && '
+         f'make -s {jobs_flag} -C {shlex.quote(where)} check', **kw)
+
+
+def install(c, docs: bool = False, **kw) -> None:
+    """pg-install: over the packaged server, so its service runs the new build."""
+    _need_source(c, **kw)
+    target = "install-world" if docs else "install-world-bin"
+    step(c, f"make {target}", f'cd "{SOURCE}" && make -s {target}', sudo=True, **kw)
+    step(c, "giving the tree back to postgres", f'chown -R postgres:postgres "{SOURCE}"', sudo=True, **kw)
+
+
+# ---- service ------------------------------------------------------------------------------
+
+def service(c, action: str, **kw):
+    """start, stop, restart or status of the distribution's service."""
+    if action == "status":
+        return c.run(PRELUDE + 'systemctl status --no-pager "$PG_SERVICE"', warn=True, in_stream=False, **kw)
+    return step(c, f"systemctl {action}", f'systemctl {action} "$PG_SERVICE"', sudo=True, **kw)
+
+
+def kill(c, **kw) -> None:
+    step(c, "kill the postmaster", 'kill -9 "$(head -n1 "$PGDATA/postmaster.pid")"', **kw)
+
+
+# ---- valgrind, coverage, cores ---------------------------------------------------------------
+
+def valgrind_start(c, **kw) -> None:
+    """pg-valgrind: the server under memcheck with the original's options,
+    one log per pid in ~/workspace/valgrind (old logs removed first)."""
+    service(c, "stop", **kw)
+    options = ("--leak-check=full --num-callers=100 --gen-suppressions=all --time-stamp=yes "
+               "--trace-children=yes --suppressions=$PG_HOME/valgrind.supp "
+               f'--suppressions={SOURCE}/src/tools/valgrind.supp --log-file={VALGRIND_LOGS}/%p.log')
+    step(c, "start under valgrind",
+         f'rm -rf "{VALGRIND_LOGS}" && mkdir -p "{VALGRIND_LOGS}" || exit 1; '
+         # Only the redirected group goes to the background (`a && b &` would
+         # background a subshell still holding the SSH channel's stdout).
+         f'( exec setsid valgrind {options} "$PG_BINDIR/postgres" -D "$PGDATA" '
+         '-c config_file="$PG_CONFDIR/postgresql.conf" ) < /dev/null '
+         f'> "{VALGRIND_LOGS}/postmaster.out" 2>&1 & '
+         'for i in $(seq 600); do "$PG_BINDIR/pg_isready" -q -h /var/run/postgresql && exit 0; sleep 0.5; done; '
+         'echo "the server under valgrind did not answer in 300 s" >&2; exit 5', **kw)
+
+
+def valgrind_stop(c, **kw) -> None:
+    # Leak checking makes shutdown slow: give it time before the service starts.
+    step(c, "stop the server under valgrind",
+         '"$PG_BINDIR/pg_ctl" stop -D "$PGDATA" -m fast -w -t 300 >/dev/null 2>&1 || true', **kw)
+    service(c, "start", **kw)
+
+
+def valgrind_trim(c, **kw) -> None:
+    """pg-trim-valgrind: drop the logs that hold no error."""
+    step(c, "trim valgrind logs", f'cd "{VALGRIND_LOGS}" && for f in *.log; do '
+         'grep -q "ERROR SUMMARY: 0 errors" "$f" && rm -f "$f"; done; ls', **kw)
+
+
+def coverage_clear(c, **kw) -> None:
+    _need_source(c, **kw)
+    step(c, "lcov --zerocounters", f'cd "{SOURCE}" && lcov -q --zerocounters --directory .', **kw)
+
+
+def coverage_report(c, **kw) -> str:
+    """Capture and genhtml; returns the report folder in the container."""
+    _need_source(c, **kw)
+    step(c, "lcov --capture", f'cd "{SOURCE}" && lcov -q --capture --directory . --output-file coverage.info '
+         '--ignore-errors source,gcov 2>/dev/null || lcov -q --capture --directory . --output-file coverage.info',
+         **kw)
+    step(c, "genhtml", f'cd "{SOURCE}" && rm -rf coverage && genhtml -q -o coverage coverage.info', **kw)
+    return "workspace/postgres/coverage"
+
+
+def core(c, core_file: str, **kw):
+    """pg-core: gdb's batch dump of a core file against the built postgres."""
+    commands = ["thread apply all bt full", "info registers", "info locals", "info sharedlibrary",
+                "info proc mappings"]
+    ex = " ".join(f"-ex {shlex.quote(x)}" for x in commands)
+    return step(c, "gdb", f'gdb -q -batch {ex} "$PG_BINDIR/postgres" {shlex.quote(core_file)}', **kw)
+
+
+# ---- identities, git, workspace ------------------------------------------------------------------
+
+USERS = ("experdba", "postgres")
+
+
+def pg_user(c, user: str | None, superuser_password: str, **kw):
+    """pg-user: which identity psql uses in login shells (~/.pg_user); with
+    no user, show it. experdba's password goes to ~/.pgpass, not the env."""
+    if user is None:
+        return step(c, "show", 'cat "$PG_HOME/.pg_user" 2>/dev/null || echo "PGUSER=postgres (peer)"', **kw)
+    if user not in USERS:
+        from .errors import choice_error
+
+        raise choice_error("user", user, USERS + ("show",))
+    if user == "postgres":
+        text = "PGHOST=/var/run/postgresql\nPGUSER=postgres\nPGDATABASE=postgres\n"
+        return step(c, "pg.user", f'printf %s {shlex.quote(text)} > "$PG_HOME/.pg_user"', **kw)
+    text = "PGHOST=127.0.0.1\nPGUSER=experdba\nPGDATABASE=experdb\n"
+    secret = superuser_password.replace("\\", "\\\\").replace(":", "\\:")
+    entry = f"*:*:*:experdba:{secret}"
+    return step(c, "pg.user", f'printf %s {shlex.quote(text)} > "$PG_HOME/.pg_user" && '
+                f'touch "$PG_HOME/.pgpass" && chmod 600 "$PG_HOME/.pgpass" && '
+                f'grep -v "^\\*:\\*:\\*:experdba:" "$PG_HOME/.pgpass" > "$PG_HOME/.pgpass.new" || true; '
+                f'printf "%s\\n" {shlex.quote(entry)} >> "$PG_HOME/.pgpass.new" && '
+                f'mv "$PG_HOME/.pgpass.new" "$PG_HOME/.pgpass" && chmod 600 "$PG_HOME/.pgpass"', hide=True, **kw)
+
+
+def _each_repo(body: str) -> str:
+    return ('for git in "$PG_HOME"/workspace/*/.git; do [ -e "$git" ] || continue; '
+            'repo=$(dirname "$git"); echo "== $repo"; ( cd "$repo" && ' + body + ' ) || exit 1; done')
+
+
+def git_pull(c, **kw) -> None:
+    step(c, "git pull", _each_repo("git fetch --all -q && git pull --ff-only -q"), **kw)
+
+
+def git_update(c, **kw) -> None:
+    """Fetch every remote, make main/master from origin when missing, update
+    submodules, pull."""
+    body = ('git fetch --all -q && for b in main master; do '
+            'if git show-ref -q "refs/remotes/origin/$b" && ! git show-ref -q "refs/heads/$b"; then '
+            'git branch -q "$b" "origin/$b"; fi; done && '
+            'git submodule -q update --init --recursive && git pull --ff-only -q')
+    step(c, "git update", _each_repo(body), **kw)
+
+
+def git_clean(c, **kw) -> None:
+    step(c, "git clean", _each_repo("git clean -xdfq"), **kw)

@@ -1,0 +1,54 @@
+"""PostgreSQL builds through atelier (debian12/PG15, the distribution's
+source, debug mode), on the bench project:
+- a full `inv pg.make` with ccache cold, then `pg.clean` and `pg.make` again
+  with ccache warm (aim: the second at least 3x faster);
+- atelier's overhead: `inv pg.make` against the same make run with
+  `docker exec` (both after pg.clean, ccache warm) (aim: ratio under 1.05)."""
+
+import statistics
+import subprocess
+
+from common import BENCH_ENV, env, report, timed
+
+from atelier.helpers import PRELUDE, SOURCE
+
+TARGET = "debian12-pg15-standalone"
+CONTAINER = f"{BENCH_ENV['ATELIER_PROJECT']}-{TARGET}"
+WHAT = "world-bin"
+
+
+def inv(*args):
+    return timed(["inv", *args])
+
+
+def docker_make() -> float:
+    return timed(["docker", "exec", "-u", "postgres", CONTAINER, "bash", "-c",
+                  PRELUDE + f'cd "{SOURCE}" && make -s -j"$(nproc)" {WHAT}'])
+
+
+inv("build", "--os", "debian12", "--pg", "15")
+inv("down", "--volumes", "--yes")
+inv("up", "--os", "debian12", "--pg", "15")
+inv("workspace.get", "distro", "-t", TARGET)
+inv("pg.configure", "-t", TARGET, "--mode", "debug")
+subprocess.run(["docker", "exec", "-u", "postgres", CONTAINER, "bash", "-c", PRELUDE + 'ccache -C -z'],
+               check=True, env=env(), stdout=subprocess.DEVNULL)
+
+cold = inv("pg.make", "-t", TARGET, "--what", WHAT)
+inv("pg.clean", "-t", TARGET)
+warm = inv("pg.make", "-t", TARGET, "--what", WHAT)
+atelier_runs, docker_runs = [], []
+for _ in range(2):
+    inv("pg.clean", "-t", TARGET)
+    docker_runs.append(docker_make())
+    inv("pg.clean", "-t", TARGET)
+    atelier_runs.append(inv("pg.make", "-t", TARGET, "--what", WHAT))
+inv("down", "--volumes", "--yes")
+
+print(f"pg.make {WHAT}, ccache cold: {cold:.1f}s")
+print(f"pg.make {WHAT} after pg.clean, ccache warm: {warm:.1f}s")
+print(f"speed-up: {cold / warm:.1f}x (aim: >= 3x)")
+report("inv pg.make (warm)", atelier_runs)
+report("docker exec make (warm)", docker_runs)
+print(f"ratio inv/docker exec (medians): {statistics.median(atelier_runs) / statistics.median(docker_runs):.3f} "
+      "(aim: < 1.05)")
