@@ -413,9 +413,6 @@ class Environment:
     def servers(self) -> list[Container]:
         return [c for c in self.containers if c.is_server]
 
-    def active_of(self, standby: Container) -> Container:
-        return self.container(f"{standby.os}-pg{standby.major}-active")
-
     @property
     def images(self) -> list[Image]:
         """Every image the selection needs, parents before children."""
