@@ -12,6 +12,7 @@ import shlex
 
 from .configure import configure_line, parse_pg_config, rewrite
 from .errors import AtelierError
+from .render import pgpass_field
 
 # Every step starts from the image's facts, with ccache first on PATH.
 PRELUDE = ('set -a; . /etc/atelier/pg.env; set +a; '
@@ -239,8 +240,7 @@ def pg_user(c, user: str | None, superuser_password: str, **kw):
         text = "PGHOST=/var/run/postgresql\nPGUSER=postgres\nPGDATABASE=postgres\n"
         return step(c, "pg.user", f'printf %s {shlex.quote(text)} > "$PG_HOME/.pg_user"', **kw)
     text = "PGHOST=127.0.0.1\nPGUSER=experdba\nPGDATABASE=experdb\n"
-    secret = superuser_password.replace("\\", "\\\\").replace(":", "\\:")
-    entry = f"*:*:*:experdba:{secret}"
+    entry = f"*:*:*:experdba:{pgpass_field(superuser_password)}"
     return step(c, "pg.user", f'printf %s {shlex.quote(text)} > "$PG_HOME/.pg_user" && '
                 f'touch "$PG_HOME/.pgpass" && chmod 600 "$PG_HOME/.pgpass" && '
                 f'grep -v "^\\*:\\*:\\*:experdba:" "$PG_HOME/.pgpass" > "$PG_HOME/.pgpass.new" || true; '
