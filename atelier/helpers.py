@@ -14,15 +14,16 @@ from .configure import configure_line, parse_pg_config, rewrite
 from .errors import AtelierError
 from .render import pgpass_field
 
-# Every step starts from the image's facts, with ccache first on PATH.
-PRELUDE = ('set -a; . /etc/atelier/pg.env; set +a; '
-           'export PATH="/usr/lib/ccache:/usr/lib64/ccache:$PG_BINDIR:$PATH" '
-           'CCACHE_DIR="$PG_HOME/workspace/.ccache"; ')
+# Every step starts from the image's facts (where PostgreSQL lives) and the
+# build environment login shells share (pinned locale, ccache first on PATH).
+PRELUDE = ('set -a; . /etc/atelier/pg.env; set +a; . /etc/atelier/build.sh; '
+           'export PATH="$PG_BINDIR:$PATH"; ')
 SOURCE = "$PG_HOME/workspace/postgres"
 PACKAGED_ARGS = "$PG_HOME/workspace/.pg_config_configure"  # cached before any install
 PACKAGED_PKGLIBDIR = "$PG_HOME/workspace/.pg_config_pkglibdir"
 VALGRIND_LOGS = "$PG_HOME/workspace/valgrind"
 UPSTREAM_GIT = "https://git.postgresql.org/git/postgresql.git"
+CACHED_BITCODE = "CLANG := $(if $(CLANG),ccache $(CLANG))"
 
 
 class StepFailed(AtelierError):
@@ -113,11 +114,16 @@ def configure(c, mode: str, dry_run: bool = False, **kw) -> str:
          f'cd "{SOURCE}" && printf "%s\\n" {shlex.quote(configure_line(packaged))} > .atelier-configure.packaged && '
          f'printf "%s\\n" {shlex.quote(line)} > .atelier-configure.{mode}', **kw)
     step(c, "configure", f'cd "{SOURCE}" && {line}', **kw)
-    # Debian's packaging patches where extension libraries live (pkglibdir);
-    # upstream's Makefile.custom hook puts the build there too, so the new
-    # server finds the packaged extensions and install-world replaces its own.
-    step(c, "keeping the packaged pkglibdir",
-         f'cd "{SOURCE}" && echo "override pkglibdir = $(cat "{PACKAGED_PKGLIBDIR}")" > src/Makefile.custom', **kw)
+    # Upstream's Makefile.custom hook, read at the end of Makefile.global:
+    # - Debian's packaging patches where extension libraries live (pkglibdir);
+    #   the build goes there too, so the new server finds the packaged
+    #   extensions and install-world replaces its own.
+    # - Packaged servers are built --with-llvm, so make also compiles each
+    #   backend file to JIT bitcode with $(CLANG), an absolute path that passes
+    #   by ccache's PATH wrappers: uncached, it was most of a rebuild after pg.clean.
+    step(c, "writing src/Makefile.custom",
+         f'cd "{SOURCE}" && printf "%s\\n" "override pkglibdir = $(cat "{PACKAGED_PKGLIBDIR}")" '
+         f'{shlex.quote(CACHED_BITCODE)} > src/Makefile.custom', **kw)
     return line
 
 

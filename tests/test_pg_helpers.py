@@ -67,6 +67,18 @@ def test_debug_build_runs_in_the_packaged_service(environ):
     assert "postgresql@15-main" in status and "active (running)" in status
 
 
+def test_a_login_shell_rebuilds_from_the_cache_pg_make_filled(environ):
+    # Both the object (gcc through ccache's PATH wrappers) and the JIT bitcode
+    # (the packaged $(CLANG), an absolute path) must come from the cache, and
+    # the shell's locale must match the helpers' since ccache hashes it.
+    adt = "~/workspace/postgres/src/backend/utils/adt"
+    rebuild = (f"cd {adt} && rm int.o int.bc && ccache -z >/dev/null && make -s int.o int.bc && "
+               "ccache --print-stats")
+    stats = inv(environ, "run", "-t", BUILDER, "--", f"bash -lc '{rebuild}'").stdout
+    counters = dict(line.split("\t") for line in stats.splitlines() if "\t" in line)
+    assert (counters["direct_cache_hit"], counters["cache_miss"]) == ("2", "0")
+
+
 def test_make_failure_names_the_step_and_exit_code(environ):
     broken = "~/workspace/postgres/src/backend/utils/adt/int.c"
     inv(environ, "run", "-t", BUILDER, "--", f"cp {broken} /tmp/int.c && echo '#error atelier test' >> {broken}")

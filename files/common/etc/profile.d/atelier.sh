@@ -2,6 +2,7 @@
 [ -r /etc/atelier/atelier.env ] && . /etc/atelier/atelier.env
 if [ -r /etc/atelier/pg.env ]; then
     set -a; . /etc/atelier/pg.env; set +a
+    . /etc/atelier/build.sh  # the helpers' locale and ccache: one cache for both
     case ":$PATH:" in *":$PG_BINDIR:"*) ;; *) PATH="$PG_BINDIR:$PATH" ;; esac
 fi
 if [ -n "${BASH_VERSION:-}" ] && [ -n "${ATELIER_PROMPT:-}" ]; then

@@ -1,0 +1,17 @@
+# How PostgreSQL builds run in this container, for atelier's helpers
+# (inv pg.make), login shells (inv shell) and `docker exec` alike. Sourced
+# after pg.env.
+#
+# ccache hashes the locale variables, so they are pinned here: a make typed
+# in a shell then hits the cache that inv pg.make filled, and the reverse.
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
+case ":$PATH:" in
+    *":/usr/lib/ccache:"*) ;;
+    *) PATH="/usr/lib/ccache:/usr/lib64/ccache:$PATH" ;;
+esac
+export PATH
+# One cache per container, kept in the workspace volume so it survives down/up.
+# Root (sudo make install) keeps its own rather than leave root-owned entries here.
+if [ "$(id -un)" = postgres ]; then
+    export CCACHE_DIR="$PG_HOME/workspace/.ccache"
+fi
