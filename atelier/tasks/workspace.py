@@ -47,23 +47,23 @@ def _as_tarball(path: str) -> str:
     return tarball
 
 
-@atelier_task(name="sync", help={**H, "source_role": "role to copy from (default: standalone for active "
+@atelier_task(name="sync", help={**H, "from": "role to copy from (default: standalone for active "
                                                     "and standby, active for standalone)"})
-def sync(c, target=None, source_role="", user=None):
+def sync(c, target=None, from_="", user=None):
     """Replace ~/workspace with another role's of the same OS and major (its ccache kept)."""
     from ..errors import AtelierError, choice_error
     from ..helpers import step
     from ..model import PG_ROLES
 
-    if source_role and source_role not in PG_ROLES:
-        raise choice_error("role", source_role, PG_ROLES)
+    if from_ and from_ not in PG_ROLES:
+        raise choice_error("role", from_, PG_ROLES)
 
     def work(ctx, **kw):
         name = getattr(ctx, "host", "")
         group, _, role = name.rpartition("-")
         if role not in PG_ROLES:
             raise AtelierError(f"{name or 'local'} is not a PostgreSQL server container")
-        origin = source_role or ("active" if role == "standalone" else "standalone")
+        origin = from_ or ("active" if role == "standalone" else "standalone")
         if origin == role:
             raise AtelierError(f"{name} cannot sync from itself")
         # Through the host: the containers hold no private key to reach each other.
