@@ -147,8 +147,10 @@ def check(c, suite: str = "", jobs: int = 0, **kw) -> None:
         step(c, "make check-world", f'cd "{SOURCE}" && make -s {jobs_flag} check-world', **kw)
         return
     where = suite if "/" in suite else f"src/test/{suite}"
-    step(c, f"make -C {where} check", f'cd "{SOURCE}" && test -d {shlex.quote(where)} && '
-         f'make -s {jobs_flag} -C {shlex.quote(where)} check', **kw)
+    step(c, "finding the suite", f'cd "{SOURCE}" && test -f {shlex.quote(where)}/Makefile || '
+         f'{{ echo "no test suite {shlex.quote(suite)}; valid: $(cd src/test && ls -d */ | tr -d / | xargs)'
+         ', or contrib/NAME, or a folder of the tree" >&2; exit 3; }', **kw)
+    step(c, f"make -C {where} check", f'cd "{SOURCE}" && make -s {jobs_flag} -C {shlex.quote(where)} check', **kw)
 
 
 def install(c, docs: bool = False, **kw) -> None:
@@ -225,6 +227,8 @@ def core(c, core_file: str, **kw):
     commands = ["thread apply all bt full", "info registers", "info locals", "info sharedlibrary",
                 "info proc mappings"]
     ex = " ".join(f"-ex {shlex.quote(x)}" for x in commands)
+    step(c, "finding the core file", f'test -r {shlex.quote(core_file)} || '
+         f'{{ echo "no readable core file {shlex.quote(core_file)}" >&2; exit 3; }}', **kw)
     return step(c, "gdb", f'gdb -q -batch {ex} "$PG_BINDIR/postgres" {shlex.quote(core_file)}', **kw)
 
 

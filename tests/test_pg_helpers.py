@@ -46,6 +46,34 @@ def test_source_from_the_distribution_archive(environ):
     assert again.stderr.strip().endswith("checking the workspace failed (exit 4)")
 
 
+def test_workspace_sync_copies_another_role_and_keeps_the_cache(environ):
+    standby = "debian12-pg15-standby"
+    inv(environ, "run", "-t", standby, "--", "mkdir -p ~/workspace/.ccache ~/workspace/stale && "
+        "touch ~/workspace/.ccache/mine")
+    inv(environ, "workspace.sync", "-t", standby, "--from", "standalone")
+    listing = inv(environ, "run", "-t", standby, "--", "ls -A ~/workspace ~/workspace/.ccache").stdout.split()
+    assert "postgres" in listing and "mine" in listing and "stale" not in listing
+    assert inv(environ, "run", "-t", standby, "--", "test -x ~/workspace/postgres/configure").returncode == 0
+    wrong = inv(environ, "workspace.sync", "-t", standby, "--from", "primary", check=False)
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip() == "atelier: unknown role 'primary'; valid: active, standby, standalone"
+
+
+def test_git_helpers_act_on_every_repository_in_the_workspace(environ):
+    active = "debian12-pg15-active"  # no source tree here: test_bad_input_is_one_line counts on it
+    git = "GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t git"
+    inv(environ, "run", "-t", active, "--",
+        f"set -e; rm -rf /tmp/up.git /tmp/seed ~/workspace/ext; git init -q --bare -b main /tmp/up.git; "
+        f"git clone -q /tmp/up.git /tmp/seed 2>/dev/null; cd /tmp/seed; echo one > f; git add f; "
+        f"{git} commit -qm one; git push -q origin main; git clone -q /tmp/up.git ~/workspace/ext; "
+        f"echo two > f; {git} commit -qam two; git push -q origin main; touch ~/workspace/ext/untracked")
+    inv(environ, "git.pull", "-t", active)
+    assert inv(environ, "run", "-t", active, "--", "cat ~/workspace/ext/f").stdout.strip() == "two"
+    inv(environ, "git.update", "-t", active)
+    inv(environ, "git.clean", "-t", active)
+    assert inv(environ, "run", "-t", active, "--", "ls ~/workspace/ext").stdout.split() == ["f"]
+
+
 def test_configure_dry_run_prints_the_rewritten_line(environ):
     line = inv(environ, "pg.configure", "-t", BUILDER, "--mode", "debug", "--dry-run").stdout.strip()
     assert line.startswith("./configure ")
@@ -63,6 +91,9 @@ def test_debug_build_runs_in_the_packaged_service(environ):
     inv(environ, "pg.install", "-t", BUILDER)
     inv(environ, "pg.restart", "-t", BUILDER)
     assert sql(environ, "show debug_assertions") == "on"
+    # A login shell runs the built psql and libpq themselves, not Debian's wrapper.
+    login = inv(environ, "run", "-t", BUILDER, "--", "bash -lc 'psql -XAtc \"show debug_assertions\"'").stdout
+    assert login.strip() == "on"
     status = inv(environ, "pg.status", "-t", BUILDER).stdout
     assert "postgresql@15-main" in status and "active (running)" in status
 
@@ -77,6 +108,39 @@ def test_a_login_shell_rebuilds_from_the_cache_pg_make_filled(environ):
     stats = inv(environ, "run", "-t", BUILDER, "--", f"bash -lc '{rebuild}'").stdout
     counters = dict(line.split("\t") for line in stats.splitlines() if "\t" in line)
     assert (counters["direct_cache_hit"], counters["cache_miss"]) == ("2", "0")
+
+
+def test_kill_then_start(environ):
+    inv(environ, "pg.kill", "-t", BUILDER)
+    down = inv(environ, "run", "-t", BUILDER, "--", "psql", "-XAtc", "select 1", check=False)
+    assert down.returncode != 0 and "psql: error: connection to server" in down.stderr
+    inv(environ, "pg.start", "-t", BUILDER)
+    assert sql(environ, "select 1") == "1"
+
+
+def test_core_dump_of_the_running_build(environ):
+    # gcore makes a real core of the postmaster without killing it.
+    pid = inv(environ, "run", "-t", BUILDER, "--", "bash -lc 'head -n1 $PGDATA/postmaster.pid'").stdout.strip()
+    inv(environ, "run", "-t", BUILDER, "--", f"gcore -o /tmp/core {pid} >/dev/null 2>&1")
+    try:
+        dump = inv(environ, "pg.core", "-t", BUILDER, f"/tmp/core.{pid}").stdout
+    finally:
+        inv(environ, "run", "-t", BUILDER, "--", f"rm -f /tmp/core.{pid}")
+    # ServerLoop is static: only the debug build's symbols name it.
+    assert "PostmasterMain" in dump and "ServerLoop" in dump and "rip" in dump
+    missing = inv(environ, "pg.core", "-t", BUILDER, "/tmp/no-core", check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        "no readable core file /tmp/no-core", f"atelier: {BUILDER}: finding the core file failed (exit 3)"]
+
+
+def test_check_runs_one_suite(environ):
+    run = inv(environ, "pg.check", "-t", BUILDER, "--suite", "contrib/cube")
+    assert "All 2 tests passed." in run.stdout  # cube and cube_sci, PostgreSQL 15's pg_regress
+    wrong = inv(environ, "pg.check", "-t", BUILDER, "--suite", "regres", check=False)
+    assert wrong.returncode == 1
+    assert "no test suite regres; valid: " in wrong.stderr and " regress " in wrong.stderr
+    assert wrong.stderr.strip().endswith("finding the suite failed (exit 3)")
 
 
 def test_make_failure_names_the_step_and_exit_code(environ):
