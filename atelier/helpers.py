@@ -9,6 +9,7 @@ raises StepFailed naming the step and its exit code when one fails."""
 from __future__ import annotations
 
 import shlex
+import sys
 
 from .configure import configure_line, parse_pg_config, rewrite
 from .errors import AtelierError
@@ -36,12 +37,28 @@ def step(c, name: str, command: str, sudo: bool = False, **kw):
     """Run one step in the login environment; StepFailed if it fails."""
     line = PRELUDE + command
     if sudo:
+        kw["err_stream"] = WithoutPrompt(kw.get("err_stream") or sys.stderr, c.config.sudo.prompt)
         result = c.sudo("bash -c " + shlex.quote(line), warn=True, in_stream=False, **kw)
     else:
         result = c.run(line, warn=True, in_stream=False, **kw)
     if result.exited != 0:
         raise StepFailed(name, result.exited)
     return result
+
+
+class WithoutPrompt:
+    """A stream that leaves out sudo's password prompt: sudo -S writes it to
+    stderr, and it is answered for the user, so it would only be noise."""
+
+    def __init__(self, stream, prompt: str):
+        self.stream, self.prompt = stream, prompt
+
+    def write(self, text: str) -> int:
+        self.stream.write(text.replace(self.prompt, ""))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def _need_source(c, **kw) -> None:

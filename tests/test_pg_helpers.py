@@ -88,7 +88,8 @@ def test_debug_build_runs_in_the_packaged_service(environ):
     kept = inv(environ, "run", "-t", BUILDER, "--", "cat ~/workspace/postgres/.atelier-configure.debug").stdout
     assert "--enable-cassert" in kept
     inv(environ, "pg.make", "-t", BUILDER, *FAST)
-    inv(environ, "pg.install", "-t", BUILDER)
+    installed = inv(environ, "pg.install", "-t", BUILDER)
+    assert "[sudo] password" not in installed.stdout + installed.stderr  # answered, so not shown
     inv(environ, "pg.restart", "-t", BUILDER)
     assert sql(environ, "show debug_assertions") == "on"
     # A login shell runs the built psql and libpq themselves, not Debian's wrapper.
