@@ -207,7 +207,7 @@ def valgrind_start(c, **kw) -> None:
          f'( exec setsid valgrind {options} "$PG_BINDIR/postgres" -D "$PGDATA" '
          '-c config_file="$PG_CONFDIR/postgresql.conf" ) < /dev/null '
          f'> "{VALGRIND_LOGS}/postmaster.out" 2>&1 & '
-         'for i in $(seq 600); do "$PG_BINDIR/pg_isready" -q -h /var/run/postgresql && exit 0; sleep 0.5; done; '
+         'for i in $(seq 600); do "$PG_BINDIR/pg_isready" -q -h "$PG_SOCKET_DIR" && exit 0; sleep 0.5; done; '
          'echo "the server under valgrind did not answer in 300 s" >&2; exit 5', **kw)
 
 
@@ -264,8 +264,8 @@ def pg_user(c, user: str | None, superuser_password: str, **kw):
 
         raise choice_error("user", user, USERS + ("show",))
     if user == "postgres":
-        text = "PGHOST=/var/run/postgresql\nPGUSER=postgres\nPGDATABASE=postgres\n"
-        return step(c, "pg.user", f'printf %s {shlex.quote(text)} > "$PG_HOME/.pg_user"', **kw)
+        return step(c, "pg.user", 'printf "PGHOST=%s\\nPGUSER=postgres\\nPGDATABASE=postgres\\n" "$PG_SOCKET_DIR" '
+                    '> "$PG_HOME/.pg_user"', **kw)
     text = "PGHOST=127.0.0.1\nPGUSER=experdba\nPGDATABASE=experdb\n"
     entry = f"*:*:*:experdba:{pgpass_field(superuser_password)}"
     return step(c, "pg.user", f'printf %s {shlex.quote(text)} > "$PG_HOME/.pg_user" && '

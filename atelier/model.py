@@ -121,6 +121,12 @@ class PgBuild:
         return f"{self.data_mount}/data" if self.os.family == "rocky" else f"{self.data_mount}/main"
 
     @property
+    def socket_dir(self) -> str:
+        """Where the packaged server and clients put the Unix socket: Debian's and
+        PGDG's packaging both patch upstream's /tmp to this."""
+        return "/var/run/postgresql"
+
+    @property
     def confdir(self) -> str:
         if self.os.family == "rocky":
             return self.datadir

@@ -149,6 +149,7 @@ def test_service_names_and_paths_per_family():
     assert debian.bindir == "/usr/lib/postgresql/15/bin"
     assert debian.datadir == "/var/lib/postgresql/15/main"
     assert debian.confdir == "/etc/postgresql/15/main"
+    assert rocky.socket_dir == debian.socket_dir == "/var/run/postgresql"  # both packagings' patch
 
 
 def test_prompt_is_the_originals(make_env):
