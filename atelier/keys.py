@@ -5,9 +5,10 @@ Only public keys and the bastion host key go into containers, at start."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .state import create_once, ensure_dir, write_file
 
 
 @dataclass(frozen=True)
@@ -18,30 +19,31 @@ class Keys:
     bastion_public: str  # "ssh-ed25519 AAAA..."
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
+def _public_of(private: Path) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_ssh_private_key(private.read_bytes(), password=None)
+    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH).decode()
 
 
 def _ensure_pair(private: Path, comment: str) -> str:
+    """The private key is made once (exclusive create); the public key is
+    always derived from whichever private key is on disk, so they match."""
     public = private.with_name(private.name + ".pub")
-    if not (private.exists() and public.exists()):
+    if not private.exists():
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        key = Ed25519PrivateKey.generate()
-        _write_private(private, key.private_bytes(serialization.Encoding.PEM,
-                                                  serialization.PrivateFormat.OpenSSH,
-                                                  serialization.NoEncryption()))
-        line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                             serialization.PublicFormat.OpenSSH).decode()
-        public.write_text(f"{line} {comment}\n")
+        create_once(private, Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+    if not public.exists():
+        write_file(public, f"{_public_of(private)} {comment}\n", 0o644)
     return public.read_text().strip()
 
 
 def ensure_keys(state_dir: Path, project: str) -> Keys:
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_dir(state_dir)
     client = state_dir / "id_ed25519"
     bastion = state_dir / "bastion_host_ed25519_key"
     client_public = _ensure_pair(client, f"atelier-{project}")

@@ -6,8 +6,7 @@ the settings; templates, the engine and the tasks only read it.
 
 from __future__ import annotations
 
-import resource
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from .errors import AtelierError, choice_error
@@ -318,8 +317,11 @@ def select(profile: str | None = None, os: str | None = None, pg=None) -> Select
     return _product(oses, majors)
 
 
-def host_nofile_limit() -> int:
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+# The original's nofile limits (soft, hard). A container cannot start with a
+# hard limit above the engine's own, so `up` clamps them to what the engine
+# allows (engine.nofile_ceiling): a fact of the engine, never of the shell
+# that runs atelier, so that the config hash is the same from any terminal.
+NOFILE = (65536, 1048576)
 
 
 @dataclass(frozen=True)
@@ -328,7 +330,7 @@ class Environment:
 
     settings: Settings
     selection: Selection
-    nofile_ceiling: int = field(default_factory=host_nofile_limit)
+    nofile_ceiling: int = NOFILE[1]
 
     # names on the engine -------------------------------------------------
     @property
@@ -357,6 +359,11 @@ class Environment:
         return labels
 
     # addresses -------------------------------------------------------------
+    @property
+    def gateway(self) -> str:
+        """The bridge's own address: where the engine's port proxy comes from."""
+        return self.settings.address(0, 1)
+
     def address(self, os_name: str, role: str, major: int | None = None) -> str:
         third = OSES[os_name].octet
         fourth = {"init": 1, "active": major, "standby": 30 + (major or 0),
@@ -386,8 +393,8 @@ class Environment:
             Container("apache2", "apache2", service_image("apache2"), self.service_address("apache2"),
                       (), volumes=(("html", "/var/www/html"),), ports=((80, s.http_port),), systemd=False),
             Container("squid", "squid", service_image("squid"), self.service_address("squid"),
-                      (), volumes=(("cache", "/var/spool/squid"),), ports=((3128, s.squid_port),),
-                      systemd=False),
+                      (), volumes=(("cache", "/var/spool/squid"),),
+                      ports=((3128, s.squid_port),) if s.squid_port else (), systemd=False),
         ]
         for os_name in self.selection.oses:
             first_major = self.selection.majors_on(os_name)[0]
@@ -439,9 +446,7 @@ class Environment:
     def ulimits(self) -> dict[str, tuple[int, int]]:
         """The original's limits, clamped so the container can start here."""
         ceiling = self.nofile_ceiling
-        if ceiling == resource.RLIM_INFINITY:
-            ceiling = 1048576
-        return {"nofile": (min(65536, ceiling), min(1048576, ceiling)), "core": (-1, -1)}
+        return {"nofile": (min(NOFILE[0], ceiling), min(NOFILE[1], ceiling)), "core": (-1, -1)}
 
     def replication_slot(self, standby: Container) -> str:
         return standby.name.replace("-", "_")
