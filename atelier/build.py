@@ -4,17 +4,19 @@ in parallel where parents allow, retried only on failures that look transient.""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from .errors import AtelierError
 from .model import OSES, Environment, Image, base_image_name
+from .parallel import Pool, wait_any
 from .render import build_context, tar_bytes
 from .settings import Settings
 
@@ -86,10 +88,35 @@ def _debootstrap(client, settings: Settings, os_name: str, name: str, say) -> No
         # debootstrap leaves its downloaded packages behind: not part of an OS.
         subprocess.run(["sh", "-c", f"rm -rf {root}/var/cache/apt/archives/*.deb {root}/var/lib/apt/lists/*"],
                        check=True)
-        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        client.api.import_image_from_stream(tar.stdout, repository=name.split(":")[0],
-                                            tag=name.split(":")[1])
+        import_folder(client, root, name)
+
+
+def import_folder(client, root: str, name: str) -> None:
+    """`tar -C root -c . | docker import - name`, tagged only when both worked:
+    a truncated base would otherwise count as present for good."""
+    import docker
+
+    repository, tag = name.split(":")
+    tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        answer = client.api.import_image_from_stream(tar.stdout, repository=f"atelier-import-{os.getpid()}",
+                                                     tag=tag)
+    except docker.errors.APIError as exc:
+        answer = json.dumps({"error": exc.explanation or str(exc)})
+    finally:
+        tar.stdout.close()
+        tar_error = tar.stderr.read().decode(errors="replace").strip()
         tar.wait()
+    messages = [json.loads(line) for line in answer.splitlines() if line.strip().startswith("{")]
+    image_id = next((m["status"] for m in messages if str(m.get("status", "")).startswith("sha256:")), "")
+    error = next((m["error"] for m in messages if m.get("error")), "")
+    if tar.returncode != 0 or error or not image_id:
+        if image_id:
+            client.images.remove(image_id, force=True)
+        why = (tar_error.splitlines() or [""])[-1] if tar.returncode != 0 else error or "no image id"
+        raise AtelierError(f"importing {root} as {name} failed: {why}; nothing was tagged")
+    client.api.tag(image_id, repository, tag)
+    client.images.remove(f"atelier-import-{os.getpid()}:{tag}")
 
 
 # ---- builds -------------------------------------------------------------------------
@@ -103,14 +130,11 @@ class BuildResult:
     error: str = ""
 
 
-class BuildError(AtelierError):
-    pass
-
-
-def _build_once(client, tag: str, context: bytes, proxy: dict, say, labels: dict) -> tuple[bool, str, str]:
+def _build_once(client, tag: str, context: bytes, proxy: dict, say, labels: dict,
+                refresh: bool = False) -> tuple[bool, str, str]:
     """One docker build. Returns (ok, cached|built|failed, log)."""
     kwargs = dict(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
-                  decode=True, pull=False, labels=labels or None)
+                  decode=True, pull=False, labels=labels or None, nocache=refresh)
     if proxy:
         kwargs.update(buildargs=proxy["buildargs"], network_mode=proxy["network"])
     log_lines, ran_steps = [], 0
@@ -130,7 +154,7 @@ def _build_once(client, tag: str, context: bytes, proxy: dict, say, labels: dict
 
 
 def build_image(client, tag: str, context: bytes, tries: int, proxy: dict | None = None,
-                say=print, sleep=time.sleep, labels: dict | None = None) -> BuildResult:
+                say=print, sleep=time.sleep, labels: dict | None = None, refresh: bool = False) -> BuildResult:
     """Build one image; on a failure that looks transient, wait longer each
     time and try again, up to `tries`; any other failure ends it at once."""
     import docker
@@ -139,7 +163,7 @@ def build_image(client, tag: str, context: bytes, tries: int, proxy: dict | None
     delays = retry_delays(tries)
     for attempt in range(1, tries + 1):
         try:
-            ok, outcome, log = _build_once(client, tag, context, proxy or {}, say, labels or {})
+            ok, outcome, log = _build_once(client, tag, context, proxy or {}, say, labels or {}, refresh)
         except docker.errors.APIError as exc:
             ok, outcome, log = False, "failed", str(exc)
         if ok:
@@ -150,7 +174,7 @@ def build_image(client, tag: str, context: bytes, tries: int, proxy: dict | None
             sleep(delays[attempt - 1])
             continue
         return BuildResult(tag, time.monotonic() - started, "failed", attempt, last)
-    raise AssertionError("unreachable")
+    return BuildResult(tag, time.monotonic() - started, "failed", tries, "no try left")
 
 
 def squid_proxy(client, env: Environment) -> dict:
@@ -173,8 +197,9 @@ def squid_proxy(client, env: Environment) -> dict:
             "buildargs": {"http_proxy": url, "HTTP_PROXY": url, "https_proxy": url, "HTTPS_PROXY": url}}
 
 
-def build_all(env: Environment, images: list[Image], say=print) -> list[BuildResult]:
-    """Build `images`, each after its parent, up to build_jobs at once."""
+def build_all(env: Environment, images: list[Image], say=print, refresh: bool = False) -> list[BuildResult]:
+    """Build `images`, each after its parent, up to build_jobs at once.
+    `refresh` builds every step again (new packages), skipping no cache."""
     from .engine import connect
 
     client = connect()
@@ -195,7 +220,7 @@ def build_all(env: Environment, images: list[Image], say=print) -> list[BuildRes
     results: dict[str, BuildResult] = {}
     pending, running = list(images), {}
     names = {i.name for i in images}
-    with ThreadPoolExecutor(max_workers=settings.build_jobs) as pool:
+    with Pool(settings.build_jobs) as pool:
         while pending or running:
             for image in list(pending):
                 if len(running) >= settings.build_jobs:
@@ -210,17 +235,16 @@ def build_all(env: Environment, images: list[Image], say=print) -> list[BuildRes
                 pending.remove(image)
                 context = tar_bytes(build_context(image, settings))
                 key = build_key(client, image, context)
-                if current_key(client, image.name) == key:
+                if not refresh and current_key(client, image.name) == key:
                     results[image.name] = BuildResult(image.name, 0.0, "cached")
                     log(f"[{image.name}] unchanged")
                     continue
                 future = pool.submit(build_image, client, image.name, context, settings.build_tries,
-                                     proxy, log, labels={KEY_LABEL: key})
+                                     proxy, log, labels={KEY_LABEL: key}, refresh=refresh)
                 running[future] = image
             if not running:
                 continue
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
+            for future in wait_any(running):
                 image = running.pop(future)
                 result = results[image.name] = future.result()
                 log(f"[{image.name}] {result.outcome} in {result.seconds:.1f}s"

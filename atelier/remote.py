@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shlex
 import socket
 import sys
 import threading
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import AtelierError, choice_error
+from .parallel import parallel_map
 from .settings import Settings
+from .state import short_lock, write_file
 
 GATEWAY_USER = "atelier"
 LOCAL = "local"
@@ -46,23 +49,25 @@ def known_hosts_text(settings: Settings, host_keys: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record_host_keys(settings: Settings, host_keys: dict[str, str]) -> None:
+def recorded_keys(settings: Settings) -> dict[str, str]:
+    """Container name -> host key, as recorded."""
     path = known_hosts_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_suffix(".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(known_hosts_text(settings, host_keys))
-    temporary.replace(path)
+    if not path.exists():
+        return {}
+    return {words[0]: words[2] for words in (line.split() for line in path.read_text().splitlines())
+            if len(words) >= 3 and not words[0].startswith(("[", "#"))}
+
+
+def record_host_keys(settings: Settings, host_keys: dict[str, str], keep=()) -> None:
+    """Record `host_keys`, keeping the recorded keys of the names in `keep`."""
+    with short_lock(settings.state_dir, "known_hosts"):
+        kept = {n: k for n, k in recorded_keys(settings).items() if n in set(keep)}
+        write_file(known_hosts_path(settings), known_hosts_text(settings, {**kept, **host_keys}))
 
 
 def recorded_names(settings: Settings) -> list[str]:
-    """Containers whose keys `inv up` recorded: the ones there are to reach."""
-    path = known_hosts_path(settings)
-    if not path.exists():
-        return []
-    return [line.split()[0] for line in path.read_text().splitlines()
-            if line and not line.startswith(("[", "#"))]
+    """Containers whose keys atelier recorded: the ones there are to reach."""
+    return list(recorded_keys(settings))
 
 
 # ---- targets ------------------------------------------------------------------------
@@ -92,9 +97,18 @@ def command_after_dashes(argv: list[str]) -> list[str]:
 def remote_command(words: list[str]) -> str:
     """One word is a shell line (`-- 'make && make check'`, as with ssh);
     several keep their exact argv (`-- psql -c 'select 1'`)."""
-    import shlex
-
     return words[0] if len(words) == 1 else shlex.join(words)
+
+
+def guarded(line: str) -> str:
+    """`line` run by bash in a process group of its own, which is killed when
+    the client goes away: a watcher reads the command's stdin (the SSH
+    channel, or the pipe from a local atelier) and on its end, which comes
+    when atelier exits or is interrupted, signals the whole group. Without
+    it, `make` or `sleep` went on in the container after Ctrl-C."""
+    return ("exec 3<&0; setsid bash -c " + shlex.quote(line) + " </dev/null 3<&- & child=$!; "
+            "{ cat <&3 >/dev/null 2>&1; kill -TERM -- -$child 2>/dev/null; } </dev/null >/dev/null 2>&1 & "
+            "watcher=$!; exec 3<&-; wait $child; code=$?; kill $watcher 2>/dev/null; exit $code")
 
 
 # ---- connections ----------------------------------------------------------------------
@@ -166,8 +180,8 @@ def explain(exc: Exception, hop: str, settings: Settings, entry: bool = False) -
     if isinstance(exc, paramiko.BadHostKeyException):
         return AtelierError(
             f"host key of {hop} changed: {known} has {_fingerprint(exc.expected_key)}, it offered "
-            f"{_fingerprint(exc.key)}; if the container was rebuilt, `inv up` records its new key "
-            f"(or delete its line from {known} to accept it on purpose)")
+            f"{_fingerprint(exc.key)}; if atelier recreated that container, `inv hostkeys` reads "
+            "every container's key again through the engine and records it")
     if isinstance(exc, paramiko.AuthenticationException):
         return AtelierError(f"{hop} refused atelier's key ({settings.keys.client_key_path}); "
                             "valid users: postgres (servers), atelier (init containers)")
@@ -176,8 +190,8 @@ def explain(exc: Exception, hop: str, settings: Settings, entry: bool = False) -
                             "is that container running? (`inv status`)")
     text = str(exc)
     if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in text:
-        return AtelierError(f"no host key recorded for {hop} in {known}; `inv up` records the keys "
-                            "of running containers")
+        return AtelierError(f"no host key recorded for {hop} in {known}; `inv hostkeys` reads the keys "
+                            "of running containers through the engine")
     if isinstance(exc, (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError)):
         return AtelierError(f"cannot reach {hop}: connection refused; is the environment up? (`inv status`)")
     if isinstance(exc, (socket.timeout, TimeoutError)):
@@ -219,7 +233,8 @@ class Outcome:
 
 
 class Session:
-    """Connections of one run: a single gateway shared by every target."""
+    """Connections of one run: a single gateway shared by every target.
+    Closing it (it is a context manager) closes every connection it opened."""
 
     def __init__(self, settings: Settings):
         from .model import Environment, select
@@ -227,7 +242,14 @@ class Session:
         self.settings = settings
         self.model = Environment(settings, select("full"))
         self._gateway = None
+        self._opened: list = []
         self._lock = threading.Lock()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def user_for(self, name: str) -> str:
         """postgres on servers, atelier on init containers, yourself locally."""
@@ -249,6 +271,8 @@ class Session:
 
             return Context(Config(overrides={"sudo": {"password": self.settings.sudo_password}}))
         connection = target_connection(self.settings, name, user, self.gateway())
+        with self._lock:
+            self._opened.append(connection)
         try:
             connection.open()
         except Exception as exc:
@@ -256,16 +280,18 @@ class Session:
         return connection
 
     def close(self) -> None:
-        if self._gateway is not None:
-            self._gateway.close()
+        for connection in self._opened + [self._gateway]:
+            if connection is not None:
+                connection.close()
 
 
 def fan_out(session: Session, names: list[str], work, user: str | None = None,
             out=None, err=None) -> list[Outcome]:
     """Run `work(context, **streams)` on every target at once. It returns an
     exit code (or None for success) or raises; with more than one target,
-    output lines are prefixed with the target's name."""
-    from concurrent.futures import ThreadPoolExecutor
+    output lines are prefixed with the target's name. Whatever one target
+    raises becomes its own outcome: the others' results are kept."""
+    from invoke.exceptions import AuthFailure
 
     from .helpers import StepFailed
 
@@ -288,19 +314,25 @@ def fan_out(session: Session, names: list[str], work, user: str | None = None,
             code, error = exc.code, f"{name}: {exc}"
         except AtelierError as exc:
             code, error = 255, str(exc)
+        except AuthFailure:
+            code, error = 1, (f"{name}: sudo refused the environment's sudo password; containers get it at "
+                              "start: `inv up` after changing ATELIER_SUDO_PASSWORD")
+        except OSError as exc:
+            code, error = 1, f"{name}: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        except Exception as exc:
+            code, error = 1, f"{name}: {type(exc).__name__}: {exc}"
         for stream in streams.values():
             stream.flush()
         return Outcome(name, code, time.monotonic() - started, error)
 
-    with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
-        return list(pool.map(one, names))
+    return parallel_map(one, names, workers=32)
 
 
 def run_on(session: Session, names: list[str], command: str, user: str | None = None,
            out=None, err=None) -> list[Outcome]:
     """A shell command on every target at once."""
     def work(ctx, **streams):
-        return ctx.run(command, warn=True, hide=False, in_stream=False, **streams).exited
+        return ctx.run(guarded(command), warn=True, hide=False, in_stream=False, **streams).exited
 
     return fan_out(session, names, work, user, out, err)
 

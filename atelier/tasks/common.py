@@ -16,24 +16,22 @@ def debugging() -> bool:
 
 
 def atelier_task(*args, **kwargs):
-    """invoke.task whose AtelierError (and engine errors) become one line on
-    stderr and exit code 1; `inv --debug ...` shows the traceback instead."""
+    """invoke.task whose AtelierError (and engine, file and sudo errors)
+    become one line on stderr and exit code 1; `inv --debug ...` shows the
+    traceback instead. Ctrl-C exits 130 at once (see parallel.py)."""
 
     def wrap(body):
         @functools.wraps(body)
         def run(*a, **kw):
             try:
                 return body(*a, **kw)
-            except AtelierError as exc:
-                if debugging():
-                    raise
-                raise Exit(f"atelier: {exc}", code=1) from None
+            except KeyboardInterrupt:
+                interrupted()
             except Exception as exc:
-                if debugging() or not _is_engine_error(exc):
+                line = None if debugging() else one_line(exc)
+                if line is None:
                     raise
-                explanation = getattr(exc, "explanation", None) or str(exc)
-                raise Exit(f"atelier: the Docker engine said: {explanation} (--debug for details)",
-                           code=1) from None
+                raise Exit(f"atelier: {line}", code=1) from None
 
         return task(run, **kwargs)
 
@@ -42,8 +40,34 @@ def atelier_task(*args, **kwargs):
     return wrap
 
 
-def _is_engine_error(exc: Exception) -> bool:
-    return type(exc).__module__.startswith("docker.")
+def interrupted():
+    """Leave at once: worker threads are not waited for, and leaving closes
+    every connection, which ends the commands they ran (remote.guarded)."""
+    import os
+    import sys
+
+    print("atelier: interrupted", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(130)
+
+
+def one_line(exc: Exception) -> str | None:
+    """What a user needs to know of an error, or None for a bug (traceback)."""
+    if isinstance(exc, AtelierError):
+        return str(exc)
+    module = type(exc).__module__
+    if module.startswith(("docker.", "requests.", "urllib3.")):
+        explanation = getattr(exc, "explanation", None) or str(exc).split("(Caused by")[0].strip()
+        if module.startswith(("requests.", "urllib3.")) or "Connection" in type(exc).__name__:
+            return f"lost the Docker engine: {explanation or type(exc).__name__}; is it running? (`docker info`)"
+        return f"the Docker engine said: {explanation} (--debug for details)"
+    if type(exc).__name__ == "AuthFailure":
+        return ("sudo refused the environment's sudo password; containers get it at start: "
+                "`inv up` after changing ATELIER_SUDO_PASSWORD")
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return None
 
 
 def environment(profile=None, os=None, pg=None):
@@ -51,6 +75,28 @@ def environment(profile=None, os=None, pg=None):
     from ..settings import load_settings
 
     return Environment(load_settings(), select(profile=profile, os=os, pg=pg))
+
+
+def locked(settings, what: str):
+    """The project's lock, for a task that changes the environment."""
+    import os
+
+    from ..state import project_lock
+
+    return project_lock(settings.state_dir, what, float(os.environ.get("ATELIER_LOCK_TIMEOUT", "600")))
+
+
+def confirm(question: str, yes: bool, refusal: str) -> None:
+    """Go on if --yes, or if the user says yes on a terminal; else one line."""
+    import sys
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise AtelierError(refusal)
+    answer = input(f"{question} [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise AtelierError("nothing changed")
 
 
 SELECT_HELP = {
@@ -96,11 +142,22 @@ def finish(outcomes) -> None:
 
 
 def on_targets(target, user, work) -> None:
-    """Resolve --target, run `work(context, **streams)` on each at once, report."""
+    """Resolve --target, run the helper `work(context, **streams)` on each at once, report."""
     from ..remote import fan_out
 
-    current = session()
-    try:
-        finish(fan_out(current, targets(current, target), work, user))
-    finally:
-        current.close()
+    with session() as current:
+        names = targets(current, target)
+        refuse_local_outside_container(names)
+        finish(fan_out(current, names, work, user))
+
+
+def refuse_local_outside_container(names) -> None:
+    """Helpers read the container's facts (/etc/atelier); elsewhere they would
+    only fail noisily, or make folders in the wrong place."""
+    from pathlib import Path
+
+    from ..remote import LOCAL
+
+    if LOCAL in names and not Path("/etc/atelier/pg.env").exists():
+        raise AtelierError("--target local runs a helper inside an atelier server container, and this "
+                           "machine is not one (no /etc/atelier/pg.env); name a container instead")

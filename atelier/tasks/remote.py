@@ -17,12 +17,8 @@ def run(c, target=None, user=None, cmd=None):
     command = cmd or remote_command(command_after_dashes(sys.argv))
     if not command:
         raise AtelierError("no command: give it after -- (inv run -t X -- hostname) or with --cmd")
-    session = _session()
-    try:
-        names = targets(session, target)
-        finish(run_on(session, names, command, user))
-    finally:
-        session.close()
+    with _session() as session:
+        finish(run_on(session, targets(session, target), command, user))
 
 
 @atelier_task(help={"target": "one container name", "user": USER_HELP})
@@ -30,8 +26,7 @@ def shell(c, target=None, user=None):
     """An interactive login shell in a container (a pty over the same SSH path)."""
     from ..errors import AtelierError
 
-    session = _session()
-    try:
+    with _session() as session:
         names = targets(session, target)
         if len(names) != 1:
             raise AtelierError(f"shell takes one container; {target!r} matches {', '.join(names)}")
@@ -41,8 +36,6 @@ def shell(c, target=None, user=None):
             connection.shell()
         else:
             connection.run("bash --login", pty=True, warn=True)
-    finally:
-        session.close()
 
 
 @atelier_task(help={"target": TARGET_HELP, "user": USER_HELP, "local": "file on this host",
@@ -69,30 +62,11 @@ def get(c, remote, local="", target=None, user=None):
 
 
 def _transfer(target, user, action) -> None:
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
     from ..errors import AtelierError
-    from ..remote import LOCAL, Outcome
+    from ..remote import LOCAL, fan_out
 
-    session = _session()
-    try:
+    with _session() as session:
         names = targets(session, target)
         if LOCAL in names:
             raise AtelierError("put/get copy between this host and containers; `local` is not one")
-        session.gateway()
-
-        def one(name):
-            started = time.monotonic()
-            try:
-                action(session.context(name, user or session.user_for(name)), name)
-                return Outcome(name, 0, time.monotonic() - started)
-            except AtelierError as exc:
-                return Outcome(name, 255, time.monotonic() - started, str(exc))
-            except OSError as exc:
-                return Outcome(name, 1, time.monotonic() - started, f"{name}: {exc.strerror or exc}")
-
-        with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
-            finish(list(pool.map(one, names)))
-    finally:
-        session.close()
+        finish(fan_out(session, names, lambda ctx, **streams: action(ctx, ctx.host), user))
