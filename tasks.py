@@ -6,10 +6,10 @@ images and containers and SSH at the top level, then pg.*, git.*, workspace.*.
 
 from invoke import Collection
 
-from atelier.tasks import environment, git, pg, remote, workspace
+from atelier.tasks import db, environment, git, pg, remote, workspace
 
 ns = Collection.from_module(environment)
 for name, task in Collection.from_module(remote).tasks.items():
     ns.add_task(task, name)
-for module, name in ((pg, "pg"), (git, "git"), (workspace, "workspace")):
+for module, name in ((pg, "pg"), (db, "db"), (git, "git"), (workspace, "workspace")):
     ns.add_collection(Collection.from_module(module), name)

@@ -8,14 +8,17 @@ import os
 import socket
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+import dataclasses
+import json
 from dataclasses import dataclass
 
 from .errors import AtelierError
-from .model import PROJECT_LABEL, Container, Environment
+from .model import NOFILE, PROJECT_LABEL, Container, Environment
+from .parallel import parallel_map
 from .remote import entry_address, record_host_keys
-from .render import tar_bytes
+from .render import runtime_files, tar_bytes
 from .spec import ContainerSpec, container_spec
+from .state import short_lock, write_file
 
 CONFIG_LABEL = "atelier.config"
 
@@ -54,6 +57,26 @@ def connect():
 
 def cgroup_version(client) -> int:
     return int(client.info().get("CgroupVersion") or 1)
+
+
+def nofile_ceiling(client, env: Environment, image: str) -> int:
+    """The highest nofile limit a container of this engine may have: the
+    hard limit its containers get by default (the engine's own), read once
+    per engine with a throwaway container and kept in the state folder."""
+    engine_id = client.info().get("ID", "")
+    path = env.settings.state_dir / "engine.json"
+    with short_lock(env.settings.state_dir, "engine"):
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if engine_id not in known:
+            output = client.containers.run(image, ["sh", "-c", "ulimit -Hn"], entrypoint=[], remove=True,
+                                           network_mode="none", user="root")
+            word = output.decode().strip()
+            known[engine_id] = NOFILE[1] if word == "unlimited" else int(word)
+            write_file(path, json.dumps(known, indent=1) + "\n")
+    return int(known[engine_id])
 
 
 def image_ids(client, names) -> dict[str, str]:
@@ -117,6 +140,8 @@ def readiness(c: Container, p: Probe) -> tuple[bool, str]:
         return False, "seeding from active" if c.role == "standby" and p.get("setup") == "activating" \
             else "PostgreSQL not answering"
     if c.role == "standby":
+        if p.get("recovery") == "f":
+            return True, "promoted: a primary now"
         if p.get("receiver") != "streaming":
             return False, f"standby not streaming ({p.get('receiver')})"
         return True, "streaming"
@@ -143,13 +168,16 @@ def _published_ports(container) -> set[int]:
     return {int(b["HostPort"]) for items in bindings.values() for b in (items or []) if b.get("HostPort")}
 
 
-def _check_before_changes(client, env: Environment, specs: dict, existing: dict, ids: dict) -> None:
+def _check_before_changes(client, env: Environment, existing: dict, ids: dict) -> None:
     """Everything that could make `up` fail half-way, checked before any change."""
-    missing = sorted({s.image for s in specs.values()} - set(ids))
+    missing = sorted({c.image.name for c in env.containers} - set(ids))
     if missing:
         raise AtelierError(
             f"image(s) not built: {', '.join(missing)}; run `inv build {env.selection.args}` first"
         )
+
+
+def _check_ports(specs: dict, existing: dict) -> None:
     ours = set()
     for c in existing.values():
         ours |= _published_ports(c)
@@ -168,7 +196,8 @@ def ensure_network(client, env: Environment):
     try:
         network = client.networks.get(env.network)
     except docker.errors.NotFound:
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=env.settings.subnet_cidr)])
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+            subnet=env.settings.subnet_cidr, gateway=env.gateway)])
         try:
             return client.networks.create(env.network, driver="bridge", ipam=ipam,
                                           labels={PROJECT_LABEL: env.project})
@@ -219,12 +248,23 @@ def _create(client, env: Environment, c: Container, spec: ContainerSpec, config_
     if spec.cgroupns:
         kwargs["cgroupns"] = spec.cgroupns
     container = client.containers.create(spec.image, **kwargs)
-    from .render import runtime_files
-
-    files = runtime_files(env, c)
-    if files:
-        container.put_archive("/", tar_bytes(files, folders=False))
+    try:
+        files = runtime_files(env, c)
+        if files:
+            container.put_archive("/", tar_bytes(files, folders=False))
+    except BaseException:
+        # Without its files (keys, secrets, haproxy.cfg) the container is not
+        # what its config label says: never leave it for the next `up`.
+        container.remove(force=True)
+        raise
     return container
+
+
+def never_started(container) -> bool:
+    """Created but never started: its set-up may not have finished (an
+    interrupted or killed `up`), so `up` makes it again rather than trust it."""
+    state = container.attrs.get("State") or {}
+    return container.status == "created" and state.get("StartedAt", "").startswith("0001-")
 
 
 def _stop_and_remove(container, timeout: int = 30) -> None:
@@ -243,20 +283,22 @@ def up(env: Environment, say=print, timeout: float = 600) -> dict:
     started = time.monotonic()
     client = connect()
     cgroup = cgroup_version(client)
-    specs = {c.name: container_spec(env, c, cgroup) for c in env.containers}
     existing = project_containers(client, env.project)
-    ids = image_ids(client, {s.image for s in specs.values()})
-    _check_before_changes(client, env, specs, existing, ids)
+    ids = image_ids(client, {c.image.name for c in env.containers})
+    _check_before_changes(client, env, existing, ids)
+    env = dataclasses.replace(env, nofile_ceiling=nofile_ceiling(client, env, env.containers[0].image.name))
+    specs = {c.name: container_spec(env, c, cgroup) for c in env.containers}
+    _check_ports(specs, existing)
     ensure_network(client, env)
 
     # Containers the selection no longer holds go; their volumes stay.
     stale = [existing.pop(n) for n in list(existing) if n not in specs]
     changed = []
     for name, container in existing.items():
-        if container.labels.get(CONFIG_LABEL) != specs[name].config_hash(ids[specs[name].image]):
+        if container.labels.get(CONFIG_LABEL) != specs[name].config_hash(ids[specs[name].image]) \
+                or never_started(container):
             changed.append(container)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(_stop_and_remove, stale + changed))
+    parallel_map(_stop_and_remove, stale + changed, workers=8)
     for container in changed:
         existing.pop(container.labels.get("atelier.name"))
     if stale or changed:
@@ -279,9 +321,10 @@ def up(env: Environment, say=print, timeout: float = 600) -> dict:
     if created or started_count:
         say(f"created {created}, started {started_count} container(s) on network {env.network}")
 
-    probes = wait_ready(env, client, say, timeout)
-    record_host_keys(env.settings, {name: p.get("hostkey") for name, p in probes.items()
-                                    if p.get("hostkey") not in ("-", "")})
+    # Keys of containers that were kept stay recorded; new ones are recorded
+    # as soon as they are read, so that a failed `up` can still be looked into.
+    record_host_keys(env.settings, {}, keep=set(existing))
+    wait_ready(env, client, say, timeout)
     if any(c.role == "init" for c in env.containers):
         wait_ssh_entry(env, deadline=time.monotonic() + 60)
     seconds = time.monotonic() - started
@@ -298,28 +341,34 @@ def wait_ready(env: Environment, client, say=print, timeout: float = 600) -> dic
     deadline = time.monotonic() + timeout
     last_report = 0.0
     waits: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=min(16, len(pending) or 1)) as pool:
-        while True:
-            names = list(pending)
-            for name, p in zip(names, pool.map(lambda n: probe(containers[n]), names)):
-                probes[name] = p
-                ready, why = readiness(pending[name], p)
-                if ready:
-                    pending.pop(name)
-                elif why.startswith("FAILED"):
-                    raise AtelierError(f"{env.docker_name(pending[name])}: {why}")
-                else:
-                    waits[name] = why
-            if not pending:
-                return probes
-            now = time.monotonic()
-            if now > deadline:
-                raise AtelierError("not ready after %ds: %s" % (
-                    timeout, "; ".join(f"{n}: {waits[n]}" for n in pending)))
-            if now - last_report > 10:
-                say("waiting: " + ", ".join(f"{n} ({waits[n]})" for n in pending))
-                last_report = now
-            time.sleep(0.3)
+    recorded: dict[str, str] = {}
+    while True:
+        names = list(pending)
+        for name, p in zip(names, parallel_map(lambda n: probe(containers[n]), names)):
+            probes[name] = p
+        fresh = {n: probes[n].get("hostkey") for n in names
+                 if probes[n].get("hostkey") not in ("-", "") and recorded.get(n) != probes[n].get("hostkey")}
+        if fresh:
+            record_host_keys(env.settings, fresh, keep=set(containers))
+            recorded.update(fresh)
+        for name in names:
+            ready, why = readiness(pending[name], probes[name])
+            if ready:
+                pending.pop(name)
+            elif why.startswith("FAILED"):
+                raise AtelierError(f"{env.docker_name(pending[name])}: {why}")
+            else:
+                waits[name] = why
+        if not pending:
+            return probes
+        now = time.monotonic()
+        if now > deadline:
+            raise AtelierError("not ready after %ds: %s" % (
+                timeout, "; ".join(f"{n}: {waits[n]}" for n in pending)))
+        if now - last_report > 10:
+            say("waiting: " + ", ".join(f"{n} ({waits[n]})" for n in pending))
+            last_report = now
+        time.sleep(0.3)
 
 
 def wait_ssh_entry(env: Environment, deadline: float) -> None:
@@ -344,8 +393,7 @@ def down(env: Environment, remove_volumes: bool = False, say=print) -> dict:
 
     client = connect()
     containers = list(project_containers(client, env.project).values())
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(_stop_and_remove, containers))
+    parallel_map(_stop_and_remove, containers, workers=8)
     try:
         client.networks.get(env.network).remove()
     except docker.errors.NotFound:
@@ -369,8 +417,20 @@ class StatusRow:
     major: str
     address: str
     state: str
+    serves: str  # primary or standby, as the server itself says (pg_is_in_recovery)
     health: str
     streams: str
+
+
+def reread_host_keys(env: Environment) -> dict[str, str]:
+    """Every running container's host key, read through the engine (a trusted
+    channel) and recorded in place of what was recorded before."""
+    client = connect()
+    containers = project_containers(client, env.project)
+    probes = dict(zip(containers, parallel_map(probe, containers.values())))
+    keys = {n: p.get("hostkey") for n, p in probes.items() if p.get("hostkey") not in ("-", "")}
+    record_host_keys(env.settings, keys)
+    return keys
 
 
 def status(env: Environment) -> list[StatusRow]:
@@ -389,14 +449,14 @@ def status(env: Environment) -> list[StatusRow]:
         except AtelierError:  # a container of another selection
             health = "outside selection"
         streams = ""
-        if labels.get("atelier.role") == "standby":
+        if labels.get("atelier.role") == "standby" and p.get("recovery") != "f":
             streams = "yes" if p.get("receiver") == "streaming" else f"no ({p.get('receiver')})"
         nets = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
         address = next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), "-")
+        serves = {"t": "standby", "f": "primary"}.get(p.get("recovery"), "-")
         return StatusRow(name, labels.get("atelier.role", "?"), labels.get("atelier.os", "?"),
-                         labels.get("atelier.major", "-"), address, p.state, health, streams)
+                         labels.get("atelier.major", "-"), address, p.state, serves, health, streams)
 
     order = {c.name: i for i, c in enumerate(env.containers)}
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        rows = list(pool.map(row, containers.items()))
+    rows = parallel_map(row, containers.items())
     return sorted(rows, key=lambda r: (order.get(r.name, len(order)), r.name))

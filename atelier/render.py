@@ -111,7 +111,7 @@ def haproxy_cfg(env: Environment) -> str:
 
 
 def squid_conf(env: Environment) -> str:
-    return render_template("squid.conf.j2", settings=env.settings)
+    return render_template("squid.conf.j2", settings=env.settings, gateway=env.gateway)
 
 
 def sql_literal(value: str) -> str:

@@ -25,7 +25,7 @@ class ContainerSpec:
     tmpfs: tuple[str, ...]
     cap_add: tuple[str, ...]
     privileged: bool
-    cgroupns: str  # "" (engine default) or "host"
+    cgroupns: str  # "" (engine default) or "private"
     ulimits: dict
     stop_signal: str
     files: tuple[tuple[str, str], ...]  # runtime files: (path, sha256), for the config hash
@@ -43,17 +43,18 @@ def container_spec(env: Environment, c: Container, cgroup_version: int) -> Conta
     settings = env.settings
     systemd_needs = {}
     if c.systemd:
-        # systemd as PID 1 without --privileged (see ENGINE.md): its own /run,
-        # the cgroup tree, SYS_ADMIN for its mounts, SYS_PTRACE for gdb/valgrind.
+        # systemd as PID 1 without --privileged (see ENGINE.md): its own /run
+        # and /tmp, SYS_PTRACE for gdb and valgrind. On cgroup v1 it needs no
+        # more (the host's cgroup tree is mounted read-only). On cgroup v2 it
+        # gets a cgroup namespace of its own, which it may mount (SYS_ADMIN):
+        # never the host's cgroup tree read-write.
         if cgroup_version == 2:
-            binds = (("/sys/fs/cgroup", "/sys/fs/cgroup", "rw"),)
-            cgroupns = "host"
+            binds, cgroupns, caps = (), "private", ("SYS_ADMIN", "SYS_PTRACE")
         else:
-            binds = (("/sys/fs/cgroup", "/sys/fs/cgroup", "ro"),)
-            cgroupns = ""
+            binds, cgroupns, caps = (("/sys/fs/cgroup", "/sys/fs/cgroup", "ro"),), "", ("SYS_PTRACE",)
         systemd_needs = dict(
             binds=binds, cgroupns=cgroupns, tmpfs=("/run", "/run/lock", "/tmp"),
-            cap_add=("SYS_ADMIN", "SYS_PTRACE"), stop_signal="SIGRTMIN+3",
+            cap_add=caps, stop_signal="SIGRTMIN+3",
         )
     files = runtime_files(env, c)
     return ContainerSpec(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from .common import SELECT_HELP, atelier_task, environment
+from .common import SELECT_HELP, atelier_task, confirm, environment, locked
 
 
 @atelier_task(help={**SELECT_HELP, "out": "folder to write into (default: rendered/)"})
@@ -31,13 +30,15 @@ def base(c, os=None):
         ensure_base(client, env.settings, os_name)
 
 
-@atelier_task(help=SELECT_HELP)
-def build(c, profile=None, os=None, pg=None):
+@atelier_task(help={**SELECT_HELP, "refresh": "build every step again, for new packages "
+                                               "(security fixes); by default unchanged images are kept"})
+def build(c, profile=None, os=None, pg=None, refresh=False):
     """Build the images of a selection: init before pg, in parallel where possible."""
     from ..build import build_all, summary_table
 
     env = environment(profile, os, pg)
-    results = build_all(env, env.images)
+    with locked(env.settings, "build"):
+        results = build_all(env, env.images, refresh=refresh)
     print(summary_table(results))
     failed = [r for r in results if r.outcome == "failed"]
     if failed:
@@ -52,7 +53,9 @@ def up(c, profile=None, os=None, pg=None, timeout=600):
     """Bring a selection up and wait until every server answers and standbys stream."""
     from ..engine import up as engine_up
 
-    engine_up(environment(profile, os, pg), timeout=float(timeout))
+    env = environment(profile, os, pg)
+    with locked(env.settings, "up"):
+        engine_up(env, timeout=float(timeout))
 
 
 @atelier_task(help={"volumes": "also delete workspaces and data volumes (asks first)",
@@ -60,17 +63,25 @@ def up(c, profile=None, os=None, pg=None, timeout=600):
 def down(c, volumes=False, yes=False):
     """Remove the project's containers and network; volumes stay unless --volumes."""
     from ..engine import down as engine_down
-    from ..errors import AtelierError
 
     env = environment()
-    if volumes and not yes:
-        if not sys.stdin.isatty():
-            raise AtelierError("down --volumes deletes every workspace and data volume of "
-                               f"project {env.project}; add --yes to confirm")
-        answer = input(f"delete every workspace and data volume of project {env.project}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise AtelierError("nothing deleted")
-    engine_down(env, remove_volumes=volumes)
+    if volumes:
+        confirm(f"delete every workspace and data volume of project {env.project}?", yes,
+                f"down --volumes deletes every workspace and data volume of project {env.project}; "
+                "add --yes to confirm")
+    with locked(env.settings, "down"):
+        engine_down(env, remove_volumes=volumes)
+
+
+@atelier_task
+def hostkeys(c):
+    """Read every running container's SSH host key through the engine and record it."""
+    from ..engine import reread_host_keys
+
+    env = environment("full")
+    with locked(env.settings, "hostkeys"):
+        keys = reread_host_keys(env)
+    print(f"recorded the host keys of {len(keys)} container(s)")
 
 
 @atelier_task
@@ -82,7 +93,7 @@ def status(c):
     if not rows:
         print("no containers; `inv up` starts the default profile")
         return
-    headers = ("name", "role", "os", "major", "address", "state", "health", "streams")
+    headers = ("name", "role", "os", "major", "address", "state", "serves", "health", "streams")
     table = [headers] + [tuple(getattr(r, h) for h in headers) for r in rows]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(headers))]
     for row in table:
