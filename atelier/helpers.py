@@ -8,11 +8,14 @@ raises StepFailed naming the step and its exit code when one fails."""
 
 from __future__ import annotations
 
+import io
+import re
 import shlex
 import sys
 
 from .configure import configure_line, parse_pg_config, rewrite
 from .errors import AtelierError
+from .remote import guarded
 from .render import pgpass_field
 
 # Every step starts from the image's facts (where PostgreSQL lives) and the
@@ -33,14 +36,20 @@ class StepFailed(AtelierError):
         self.step, self.code = step, code
 
 
-def step(c, name: str, command: str, sudo: bool = False, **kw):
-    """Run one step in the login environment; StepFailed if it fails."""
+def step(c, name: str, command: str, sudo: bool = False, stdin: str | None = None, **kw):
+    """Run one step in the login environment; StepFailed if it fails.
+    `stdin` feeds the step (secrets go there, never into argv); other steps
+    end with the client (see remote.guarded)."""
     line = PRELUDE + command
+    if stdin is None:
+        line, kw["in_stream"] = guarded(line), False
+    else:
+        kw["in_stream"] = io.StringIO(stdin)
     if sudo:
         kw["err_stream"] = WithoutPrompt(kw.get("err_stream") or sys.stderr, c.config.sudo.prompt)
-        result = c.sudo("bash -c " + shlex.quote(line), warn=True, in_stream=False, **kw)
+        result = c.sudo("bash -c " + shlex.quote(line), warn=True, **kw)
     else:
-        result = c.run(line, warn=True, in_stream=False, **kw)
+        result = c.run(line, warn=True, **kw)
     if result.exited != 0:
         raise StepFailed(name, result.exited)
     return result
@@ -84,7 +93,7 @@ def get_source_distro(c, force: bool = False, **kw) -> None:
 def get_source_git(c, url: str, force: bool = False, **kw) -> None:
     """A clone of `url` with the original's remotes: origin (your fork) and upstream."""
     _empty_source(c, force, **kw)
-    step(c, "cloning", f'git clone {shlex.quote(url)} "{SOURCE}" && cd "{SOURCE}" && '
+    step(c, "cloning", f'git clone -- {shlex.quote(url)} "{SOURCE}" && cd "{SOURCE}" && '
          f'{{ git remote get-url upstream >/dev/null 2>&1 || git remote add upstream {UPSTREAM_GIT}; }}', **kw)
 
 
@@ -98,7 +107,9 @@ def unpack_uploaded(c, remote_tarball: str, force: bool = False, **kw) -> None:
 
 def _empty_source(c, force: bool, **kw) -> None:
     if force:
-        step(c, "removing the old source tree", f'rm -rf "{SOURCE}"', **kw)
+        step(c, "moving the old source tree aside", f'if [ -e "{SOURCE}" ]; then '
+             f'kept="{WORKSPACE}/.replaced-$(date +%Y%m%d-%H%M%S)" && mkdir -p "$kept" && mv "{SOURCE}" "$kept"/ && '
+             'echo "the old source tree is kept in $kept/postgres"; fi', **kw)
     step(c, "checking the workspace", f'[ ! -e "{SOURCE}" ] || [ -z "$(ls -A "{SOURCE}")" ] || '
          f'{{ echo "{SOURCE} is not empty: keep it, or add --force to replace it" >&2; exit 4; }}', **kw)
 
@@ -115,17 +126,50 @@ def packaged_configure_args(c, **kw) -> list[str]:
     return parse_pg_config(result.stdout)
 
 
-def configure(c, mode: str, dry_run: bool = False, **kw) -> str:
-    """pg-configure: clean the tree, then ./configure like the packaged server,
-    rewritten for `mode`. Both lines are kept beside the source."""
+# What pg.configure itself writes into the tree; rewritten at each configure.
+ATELIER_FILES = (".atelier-configure.", "src/Makefile.custom")
+
+
+def untracked_files(c, **kw) -> list[str]:
+    """Files in the source tree that git neither tracks nor ignores: the
+    user's own work (a new regression test, a patch), never build output."""
+    result = step(c, "listing untracked files", f'cd "{SOURCE}" && if [ -d .git ]; then '
+                  'git ls-files --others --exclude-standard; fi', hide=True, **kw)
+    return [line for line in result.stdout.splitlines() if line and not line.startswith(ATELIER_FILES)]
+
+
+def build_output(c, **kw) -> list[str]:
+    """What cleaning the source tree removes: git's ignored files, or
+    `make distclean` (what it would run) in a tree that is not a git clone."""
+    result = step(c, "listing build output", f'cd "{SOURCE}" && if [ -d .git ]; then git clean -Xdn; '
+                  'elif [ -f GNUmakefile ]; then echo "make distclean"; fi', hide=True, **kw)
+    return [line.removeprefix("Would remove ") for line in result.stdout.splitlines() if line]
+
+
+def configure(c, mode: str, dry_run: bool = False, force: bool = False, say=None, **kw) -> str:
+    """pg-configure: remove build output, then ./configure like the packaged
+    server, rewritten for `mode`. Both lines are kept beside the source.
+    Only ignored files are removed, and with untracked files present it
+    stops unless `force`, so that the user sees them first."""
     rewrite([], mode)  # an unknown mode fails here, before anything runs
     _need_source(c, **kw)
     packaged = packaged_configure_args(c, **kw)
     args = rewrite(packaged, mode)
     line = configure_line(args)
+    untracked = untracked_files(c, **kw)
     if dry_run:
+        say = say or (lambda text: (kw.get("out_stream") or sys.stdout).write(text + "\n"))
+        removed = build_output(c, **kw)
+        say(f"would remove {len(removed)} build output path(s)" + "".join(f"\n  {p}" for p in removed))
+        if untracked:
+            say(f"would keep {len(untracked)} untracked file(s)" + "".join(f"\n  {p}" for p in untracked))
         return line
-    step(c, "cleaning the source tree", f'cd "{SOURCE}" && if [ -d .git ]; then git clean -xdfq; '
+    if untracked and not force:
+        shown = ", ".join(untracked[:10]) + (f" and {len(untracked) - 10} more" if len(untracked) > 10 else "")
+        raise AtelierError(f"{SOURCE.replace('$PG_HOME', '~')} holds {len(untracked)} file(s) git neither "
+                           f"tracks nor ignores: {shown}; configure removes only ignored build output, "
+                           "so they would stay: add --force to go on, or git add them")
+    step(c, "removing build output", f'cd "{SOURCE}" && if [ -d .git ]; then git clean -Xdfq; '
          'elif [ -f GNUmakefile ]; then make -s distclean; fi', **kw)
     step(c, "keeping the configure lines",
          f'cd "{SOURCE}" && printf "%s\\n" {shlex.quote(configure_line(packaged))} > .atelier-configure.packaged && '
@@ -144,10 +188,24 @@ def configure(c, mode: str, dry_run: bool = False, **kw) -> str:
     return line
 
 
+MAKE_WORD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./+=-]*$")
+
+
+def make_words(what: str) -> list[str]:
+    """`--what`: make targets and VAR=value words, never a shell fragment."""
+    words = what.split()
+    bad = [w for w in words if not MAKE_WORD.match(w)]
+    if bad or not words:
+        raise AtelierError(f"--what {what!r} is not a list of make targets; valid: targets and VAR=value "
+                           "words of letters, digits and _ . / + = -, e.g. world, world-bin, install-world")
+    return words
+
+
 def make(c, jobs: int = 0, args: str = "world", **kw) -> None:
+    words = make_words(args)
     _need_source(c, **kw)
     jobs_flag = f"-j{jobs}" if jobs else '-j"$(nproc)"'
-    step(c, f"make {args}", f'cd "{SOURCE}" && make -s {jobs_flag} {args}', **kw)
+    step(c, f"make {args}", f'cd "{SOURCE}" && make -s {jobs_flag} {shlex.join(words)}', **kw)
 
 
 def clean(c, **kw) -> None:
@@ -256,7 +314,8 @@ USERS = ("experdba", "postgres")
 
 def pg_user(c, user: str | None, superuser_password: str, **kw):
     """pg-user: which identity psql uses in login shells (~/.pg_user); with
-    no user, show it. experdba's password goes to ~/.pgpass, not the env."""
+    no user, show it. experdba's password goes to ~/.pgpass (mode 0600),
+    through the step's stdin: never in a process's argv."""
     if user is None:
         return step(c, "show", 'cat "$PG_HOME/.pg_user" 2>/dev/null || echo "PGUSER=postgres (peer)"', **kw)
     if user not in USERS:
@@ -267,12 +326,12 @@ def pg_user(c, user: str | None, superuser_password: str, **kw):
         return step(c, "pg.user", 'printf "PGHOST=%s\\nPGUSER=postgres\\nPGDATABASE=postgres\\n" "$PG_SOCKET_DIR" '
                     '> "$PG_HOME/.pg_user"', **kw)
     text = "PGHOST=127.0.0.1\nPGUSER=experdba\nPGDATABASE=experdb\n"
-    entry = f"*:*:*:experdba:{pgpass_field(superuser_password)}"
-    return step(c, "pg.user", f'printf %s {shlex.quote(text)} > "$PG_HOME/.pg_user" && '
-                f'touch "$PG_HOME/.pgpass" && chmod 600 "$PG_HOME/.pgpass" && '
-                f'grep -v "^\\*:\\*:\\*:experdba:" "$PG_HOME/.pgpass" > "$PG_HOME/.pgpass.new" || true; '
-                f'printf "%s\\n" {shlex.quote(entry)} >> "$PG_HOME/.pgpass.new" && '
-                f'mv "$PG_HOME/.pgpass.new" "$PG_HOME/.pgpass" && chmod 600 "$PG_HOME/.pgpass"', hide=True, **kw)
+    entry = f"*:*:*:experdba:{pgpass_field(superuser_password)}\n"
+    return step(c, "pg.user", f'umask 077 && printf %s {shlex.quote(text)} > "$PG_HOME/.pg_user" && '
+                'touch "$PG_HOME/.pgpass" && '
+                '{ grep -v "^\\*:\\*:\\*:experdba:" "$PG_HOME/.pgpass"; cat; } > "$PG_HOME/.pgpass.new" && '
+                'chmod 600 "$PG_HOME/.pgpass.new" && mv "$PG_HOME/.pgpass.new" "$PG_HOME/.pgpass"',
+                stdin=entry, hide=True, **kw)
 
 
 def _each_repo(body: str) -> str:
@@ -294,5 +353,62 @@ def git_update(c, **kw) -> None:
     step(c, "git update", _each_repo(body), **kw)
 
 
-def git_clean(c, **kw) -> None:
-    step(c, "git clean", _each_repo("git clean -xdfq"), **kw)
+def git_clean(c, dry_run: bool = True, **kw) -> None:
+    """git clean -xdf in every repository; by default only say what it would remove."""
+    if dry_run:
+        step(c, "git clean --dry-run", _each_repo("git clean -xdn"), **kw)
+    else:
+        step(c, "git clean", _each_repo("git clean -xdf"), **kw)
+
+
+# ---- the standby's data ------------------------------------------------------------------
+
+def reseed(c, **kw) -> None:
+    """Throw away a standby's data and copy it again from its active
+    (pg_basebackup, by atelier-pg-setup). Only on the user's word: boot
+    code never empties a cluster."""
+    step(c, "checking the role", '. /etc/atelier/atelier.env; [ "$ATELIER_ROLE" = standby ] || '
+         '{ echo "$ATELIER_NAME is not a standby container: only a standby is seeded from its active" >&2; '
+         'exit 3; }', **kw)
+    step(c, "stopping the server", 'systemctl stop "$PG_SERVICE"', sudo=True, **kw)
+    step(c, "seeding from the active", 'touch "$PG_DATA_MOUNT/.atelier-seeding" && '
+         'timeout 900 systemctl restart atelier-pg-setup.service', sudo=True, **kw)
+    step(c, "starting the server", 'systemctl start "$PG_SERVICE"', sudo=True, **kw)
+
+
+# ---- workspace --------------------------------------------------------------------------
+
+WORKSPACE = "$PG_HOME/workspace"
+# Kept out of a copy: the build cache, a copy in progress, trees a sync replaced.
+NOT_COPIED = (".ccache", ".atelier-sync", ".replaced-*")
+
+
+def pack_workspace(c, archive: str, **kw) -> None:
+    """A tarball of ~/workspace; refuses an empty one (it would empty the target)."""
+    skip = " ".join(f"-e {shlex.quote(p)}" for p in (".ccache", ".atelier-sync"))
+    step(c, "checking the origin", f'ls -A "{WORKSPACE}" | grep -v -x {skip} -e ".replaced-.*" | grep -q . || '
+         '{ echo "the origin workspace is empty: nothing to copy" >&2; exit 3; }', **kw)
+    excludes = " ".join(f"--exclude=./{shlex.quote(p) if '*' not in p else p}" for p in NOT_COPIED)
+    step(c, "packing ~/workspace", f'tar -C "{WORKSPACE}" {excludes} -cf {shlex.quote(archive)} .', **kw)
+
+
+def replace_workspace(c, archive: str, **kw) -> str:
+    """Unpack `archive` beside ~/workspace, then swap it in; what was there is
+    moved to ~/workspace/.replaced-<time>/ (never deleted). A failed unpack
+    leaves the workspace as it was. Returns where the old tree went."""
+    staging = f"{WORKSPACE}/.atelier-sync"
+    step(c, "unpacking beside the workspace",
+         f'rm -rf "{staging}" && mkdir -p "{staging}" && tar -C "{staging}" -xf {shlex.quote(archive)} '
+         f'|| {{ code=$?; rm -rf "{staging}"; exit $code; }}', **kw)
+    result = step(c, "swapping it in",
+                  f'kept="{WORKSPACE}/.replaced-$(date +%Y%m%d-%H%M%S)" && mkdir "$kept" && '
+                  f'for f in "{WORKSPACE}"/* "{WORKSPACE}"/.[!.]* "{WORKSPACE}"/..?*; do '
+                  '[ -e "$f" ] || [ -L "$f" ] || continue; '
+                  'case "${f##*/}" in .ccache|.atelier-sync|.replaced-*) continue;; esac; '
+                  'mv "$f" "$kept"/ || exit 1; done && '
+                  f'for f in "{staging}"/* "{staging}"/.[!.]* "{staging}"/..?*; do '
+                  '[ -e "$f" ] || [ -L "$f" ] || continue; '
+                  f'mv "$f" "{WORKSPACE}"/ || exit 1; done && rmdir "{staging}" && '
+                  f'rm -f {shlex.quote(archive)} && '
+                  'if rmdir "$kept" 2>/dev/null; then echo -; else echo "$kept"; fi', hide=True, **kw)
+    return result.stdout.strip()

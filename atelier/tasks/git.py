@@ -1,6 +1,6 @@
 """git.*: every git repository in ~/workspace of the container(s)."""
 
-from .common import TARGET_HELP, USER_HELP, atelier_task, on_targets
+from .common import TARGET_HELP, USER_HELP, atelier_task, confirm, on_targets
 
 H = {"target": TARGET_HELP, "user": USER_HELP}
 
@@ -21,9 +21,13 @@ def update(c, target=None, user=None):
     on_targets(target, user, git_update)
 
 
-@atelier_task(help=H)
-def clean(c, target=None, user=None):
-    """git clean -xdf in every workspace repository."""
+@atelier_task(help={**H, "yes": "remove without asking (scripts)"})
+def clean(c, target=None, user=None, yes=False):
+    """Show what git clean -xdf would remove in every workspace repository; remove it after a yes."""
     from ..helpers import git_clean
 
-    on_targets(target, user, git_clean)
+    on_targets(target, user, lambda ctx, **kw: git_clean(ctx, dry_run=True, **kw))
+    confirm("remove every file listed above (untracked and ignored alike)?", yes,
+            "nothing removed; git.clean removes every file listed above, untracked ones included: "
+            "add --yes to remove them")
+    on_targets(target, user, lambda ctx, **kw: git_clean(ctx, dry_run=False, **kw))

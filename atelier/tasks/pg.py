@@ -16,8 +16,10 @@ def _helpers():
 
 
 @atelier_task(help={**H, "mode": "release, debug, valgrind or coverage (default debug)",
-                    "dry_run": "print the final configure line, run nothing"})
-def configure(c, target=None, mode="debug", dry_run=False, user=None):
+                    "dry_run": "print what would be removed and the final configure line; change nothing",
+                    "force": "go on although the tree holds files git neither tracks nor ignores "
+                             "(they are kept: only ignored build output is removed)"})
+def configure(c, target=None, mode="debug", dry_run=False, force=False, user=None):
     """Configure ~/workspace/postgres like the packaged server, rewritten for a mode."""
     from ..configure import rewrite
 
@@ -25,7 +27,7 @@ def configure(c, target=None, mode="debug", dry_run=False, user=None):
     h = _helpers()
 
     def work(ctx, **kw):
-        line = h.configure(ctx, mode, dry_run, **kw)
+        line = h.configure(ctx, mode, dry_run, force, **kw)
         if dry_run:
             (kw.get("out_stream") or sys.stdout).write(line + "\n")
 
@@ -36,6 +38,7 @@ def configure(c, target=None, mode="debug", dry_run=False, user=None):
                     "what": "make target(s) (default world; world-bin skips the docs)"})
 def make(c, target=None, jobs=0, what="world", user=None):
     """make world (or --what) in ~/workspace/postgres, with ccache."""
+    _helpers().make_words(what)  # refused before anything connects
     on_targets(target, user, lambda ctx, **kw: _helpers().make(ctx, int(jobs), what, **kw))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from .common import TARGET_HELP, USER_HELP, atelier_task, on_targets
 
@@ -50,49 +51,51 @@ def _as_tarball(path: str) -> str:
 @atelier_task(name="sync", help={**H, "from": "role to copy from (default: standalone for active "
                                                     "and standby, active for standalone)"})
 def sync(c, target=None, from_="", user=None):
-    """Replace ~/workspace with another role's of the same OS and major (its ccache kept)."""
+    """Replace ~/workspace with another role's of the same OS and major; the
+    old tree is kept in ~/workspace/.replaced-<time>, the ccache stays."""
+    import tempfile
+
+    from .. import helpers
     from ..errors import AtelierError, choice_error
-    from ..helpers import step
     from ..model import PG_ROLES
+    from ..remote import fan_out
+    from .common import finish, session, targets
 
     if from_ and from_ not in PG_ROLES:
         raise choice_error("role", from_, PG_ROLES)
 
-    def work(ctx, **kw):
-        name = getattr(ctx, "host", "")
+    def origin_of(name: str) -> str:
         group, _, role = name.rpartition("-")
         if role not in PG_ROLES:
-            raise AtelierError(f"{name or 'local'} is not a PostgreSQL server container")
+            raise AtelierError(f"{name} is not a PostgreSQL server container; workspace.sync copies "
+                               "between the servers of one OS and major")
         origin = from_ or ("active" if role == "standalone" else "standalone")
         if origin == role:
             raise AtelierError(f"{name} cannot sync from itself")
-        # Through the host: the containers hold no private key to reach each other.
-        import tempfile
+        return f"{group}-{origin}"
 
-        with tempfile.TemporaryDirectory() as tmp:
+    with session() as current:
+        names = targets(current, target)
+        origins = {name: origin_of(name) for name in names}
+        both = sorted({o for o in origins.values() if o in origins})
+        if both:
+            raise AtelierError(f"{', '.join(both)} would be copied from and replaced at once; "
+                               "choose targets that leave out the origin")
+
+        def work(ctx, **kw):
+            # Through the host: the containers hold no private key to reach each other.
             archive = f"/tmp/atelier-sync-{os.getpid()}.tar"
-            source = _open_beside(ctx, f"{group}-{origin}")
-            step(source, f"packing {group}-{origin}:~/workspace",
-                 f'tar -C "$PG_HOME/workspace" --exclude=./.ccache -cf {archive} .', **kw)
-            source.get(archive, os.path.join(tmp, "w.tar"))
-            step(source, "cleaning up", f"rm -f {archive}", **kw)
-            ctx.put(os.path.join(tmp, "w.tar"), archive)
-            step(ctx, "unpacking", f'mkdir -p "$PG_HOME/workspace" && '
-                 f'find "$PG_HOME/workspace" -mindepth 1 -maxdepth 1 ! -name .ccache -exec rm -rf {{}} + && '
-                 f'tar -C "$PG_HOME/workspace" -xf {archive} && rm -f {archive}', **kw)
+            source = current.context(origins[ctx.host], "postgres")
+            with tempfile.TemporaryDirectory() as tmp:
+                helpers.pack_workspace(source, archive, **kw)
+                try:
+                    source.get(archive, os.path.join(tmp, "w.tar"))
+                finally:
+                    helpers.step(source, "cleaning up", f"rm -f {archive}", **kw)
+                ctx.put(os.path.join(tmp, "w.tar"), archive)
+            kept = helpers.replace_workspace(ctx, archive, **kw)
+            out = kw.get("out_stream") or sys.stdout
+            out.write(f"{ctx.host}: workspace now a copy of {origins[ctx.host]}'s"
+                      + (f"; the replaced tree is kept in {kept}\n" if kept != "-" else "\n"))
 
-    on_targets(target, user, work)
-
-
-def _open_beside(ctx, name: str):
-    """A connection to another container through the same gateway as ctx."""
-    from ..remote import explain, target_connection
-    from ..settings import load_settings
-
-    settings = load_settings()
-    connection = target_connection(settings, name, "postgres", ctx.gateway)
-    try:
-        connection.open()
-    except Exception as exc:
-        raise explain(exc, name, settings) from None
-    return connection
+        finish(fan_out(current, names, work, user))
