@@ -51,8 +51,10 @@ def test_workspace_sync_copies_another_role_and_keeps_the_cache(environ):
     inv(environ, "run", "-t", standby, "--", "mkdir -p ~/workspace/.ccache ~/workspace/stale && "
         "touch ~/workspace/.ccache/mine")
     inv(environ, "workspace.sync", "-t", standby, "--from", "standalone")
-    listing = inv(environ, "run", "-t", standby, "--", "ls -A ~/workspace ~/workspace/.ccache").stdout.split()
+    listing = inv(environ, "run", "-t", standby, "--", "ls ~/workspace ~/workspace/.ccache").stdout.split()
     assert "postgres" in listing and "mine" in listing and "stale" not in listing
+    # What was there is kept aside, not deleted.
+    assert inv(environ, "run", "-t", standby, "--", "ls -d ~/workspace/.replaced-*/stale").returncode == 0
     assert inv(environ, "run", "-t", standby, "--", "test -x ~/workspace/postgres/configure").returncode == 0
     wrong = inv(environ, "workspace.sync", "-t", standby, "--from", "primary", check=False)
     assert wrong.returncode == 1
@@ -70,7 +72,10 @@ def test_git_helpers_act_on_every_repository_in_the_workspace(environ):
     inv(environ, "git.pull", "-t", active)
     assert inv(environ, "run", "-t", active, "--", "cat ~/workspace/ext/f").stdout.strip() == "two"
     inv(environ, "git.update", "-t", active)
-    inv(environ, "git.clean", "-t", active)
+    asked = inv(environ, "git.clean", "-t", active, check=False)
+    assert asked.returncode == 1 and "Would remove untracked" in asked.stdout
+    assert "untracked" in inv(environ, "run", "-t", active, "--", "ls ~/workspace/ext").stdout
+    inv(environ, "git.clean", "-t", active, "--yes")
     assert inv(environ, "run", "-t", active, "--", "ls ~/workspace/ext").stdout.split() == ["f"]
 
 

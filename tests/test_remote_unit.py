@@ -88,7 +88,7 @@ def test_a_changed_host_key_says_what_changed_and_how_to_accept_it(settings):
     error = explain(paramiko.BadHostKeyException("debian12-pg15-active", offered, expected),
                     "debian12-pg15-active", settings)
     assert str(error).startswith("host key of debian12-pg15-active changed: ")
-    assert "SHA256:" in str(error) and "`inv up` records its new key" in str(error)
+    assert "SHA256:" in str(error) and "`inv hostkeys` reads every container's key again" in str(error)
 
 
 def test_each_hop_failure_is_named(settings):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from atelier.model import OSES, MAJORS
-from atelier.render import (build_context, compose_yaml, dockerfile, haproxy_cfg, pgpass,
+from atelier.render import (build_context, compose_yaml, dockerfile, haproxy_cfg, pgpass, squid_conf,
                             render_all, roles_sql, runtime_files, tar_bytes, write_tree)
 from atelier.spec import container_spec
 
@@ -113,10 +113,13 @@ def test_systemd_runs_without_privileged_by_default(make_env):
     env = make_env()
     spec = container_spec(env, env.container("debian12-pg15-active"), 1)
     assert spec.privileged is False
-    assert set(spec.cap_add) == {"SYS_ADMIN", "SYS_PTRACE"}
+    # cgroup v1: no SYS_ADMIN, the host's cgroup tree read-only.
+    assert set(spec.cap_add) == {"SYS_PTRACE"}
     assert "/run" in spec.tmpfs and ("/sys/fs/cgroup", "/sys/fs/cgroup", "ro") in spec.binds
+    # cgroup v2: a cgroup namespace of its own, never the host's tree read-write.
     v2 = container_spec(env, env.container("debian12-pg15-active"), 2)
-    assert v2.cgroupns == "host" and v2.binds[0][2] == "rw"
+    assert v2.cgroupns == "private" and not any(b[0] == "/sys/fs/cgroup" for b in v2.binds)
+    assert "SYS_ADMIN" in v2.cap_add
 
 
 def test_config_hash_follows_what_matters(make_env):
@@ -149,3 +152,26 @@ def test_compose_file_is_accepted_by_docker_compose(make_env, tmp_path, profile)
     assert (tmp_path / "images/atelier-debian12-pg15/Dockerfile").exists() or profile != "default"
     # secrets are left out of the review tree
     assert not list(tmp_path.rglob("roles.sql"))
+
+
+def test_every_init_image_checks_that_sshd_applies_atelier_settings(make_env):
+    env = make_env("full")
+    for os_name in ("rocky8", "rocky9", "ubuntu22", "debian12"):
+        text = dockerfile(env.container(f"{os_name}-init").image, env.settings)
+        # Rocky 8's sshd has no Include: the settings must head sshd_config itself.
+        assert "cat /etc/ssh/sshd_config.d/atelier.conf; echo; cat /etc/ssh/sshd_config; }" in text
+        assert "sshd -T -h /tmp/atelier-check-key" in text and '"passwordauthentication no"' in text
+
+
+def test_debian_images_take_security_fixes(make_env):
+    env = make_env("debian")
+    text = dockerfile(env.container("debian13-init").image, env.settings)
+    assert '"deb http://deb.debian.org/debian-security trixie-security main"' in text
+
+
+def test_squid_refuses_the_gateway_and_is_not_published_by_default(make_env):
+    env = make_env()
+    conf = squid_conf(env)
+    assert conf.index("http_access deny gateway") < conf.index("http_access allow atelier")
+    assert "acl gateway src 172.30.0.1\n" in conf and env.gateway == "172.30.0.1"
+    assert env.container("squid").ports == ()

@@ -15,7 +15,8 @@ def load(tmp_path, dotenv="", **environ):
 
 def test_defaults_are_the_originals_and_local_only(tmp_path):
     s = load(tmp_path)
-    assert (s.project, s.subnet, s.ssh_port, s.http_port, s.squid_port) == ("atelier", "172.30", 8022, 8080, 3128)
+    # squid's port is published only when asked for.
+    assert (s.project, s.subnet, s.ssh_port, s.http_port, s.squid_port) == ("atelier", "172.30", 8022, 8080, None)
     assert s.bind_address == "127.0.0.1"
     assert s.privileged is False
     assert s.subnet_cidr == "172.30.0.0/16"
@@ -68,3 +69,24 @@ def test_invalid_values_are_refused_in_one_line(tmp_path, key, value, message):
 def test_privileged_words(tmp_path):
     assert load(tmp_path, ATELIER_PRIVILEGED="yes").privileged is True
     assert load(tmp_path, ATELIER_PRIVILEGED="off").privileged is False
+
+
+def test_mirrors_must_be_plain_urls(tmp_path):
+    with pytest.raises(AtelierError, match=r"^ATELIER_DEBIAN_MIRROR=.* is not a plain URL; valid: "):
+        load(tmp_path, ATELIER_DEBIAN_MIRROR='http://x/debian" \nRUN touch /x')
+    assert load(tmp_path, ATELIER_UBUNTU_MIRROR="http://mirror.local:8080/ubuntu/").ubuntu_mirror == \
+        "http://mirror.local:8080/ubuntu"
+
+
+def test_passwords_are_one_printable_line_and_dotenv_does_not_expand(tmp_path):
+    with pytest.raises(AtelierError, match="^ATELIER_SUDO_PASSWORD holds a newline"):
+        load(tmp_path, ATELIER_SUDO_PASSWORD="a\nb")
+    s = load(tmp_path, "ATELIER_SUPERUSER_PASSWORD='pa${HOME}ss'\n")
+    assert s.superuser_password == "pa${HOME}ss"
+
+
+def test_generated_passwords_are_kept_private_and_stable(tmp_path):
+    first = load(tmp_path)
+    again = load(tmp_path)
+    assert first.replication_password == again.replication_password
+    assert (tmp_path / "state" / "secrets.env").stat().st_mode & 0o777 == 0o600

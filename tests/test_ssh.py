@@ -106,7 +106,7 @@ def test_a_tampered_known_hosts_entry_is_refused(environ, settings):
         path.write_text(original)
     assert run.returncode == 1 and run.stdout == ""
     assert run.stderr.startswith("atelier: host key of debian12-pg15-active changed: ")
-    assert "`inv up` records its new key" in run.stderr
+    assert "`inv hostkeys` reads every container's key again" in run.stderr
 
 
 def test_an_unrecorded_host_is_refused(environ, settings):

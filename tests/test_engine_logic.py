@@ -1,0 +1,75 @@
+"""The engine side's decisions as pure cases: readiness from a probe, which
+containers `up` must make again, and the parallel primitive's interrupts."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from atelier.engine import Probe, never_started, readiness
+from atelier.parallel import Pool, parallel_map, results
+
+
+def probe(state="running", **facts):
+    base = {"system": "running", "sshd": "active", "setup": "active", "roles": "active", "pg": "ready",
+            "recovery": "f", "receiver": "-"}
+    return Probe(state, {**base, **facts})
+
+
+@pytest.mark.parametrize("role, p, expected", [
+    ("active", probe(), (True, "ready")),
+    ("active", probe("exited"), (False, "container exited")),
+    ("active", probe(system="starting"), (False, "systemd starting")),
+    ("active", probe(sshd="inactive"), (False, "sshd not active")),
+    ("active", probe(setup="failed"), (False, "FAILED: atelier-pg-setup (journalctl -u atelier-pg-setup)")),
+    ("active", probe(pg="down"), (False, "PostgreSQL not answering")),
+    ("active", probe(roles="activating"), (False, "making roles")),
+    ("standby", probe(pg="down", setup="activating"), (False, "seeding from active")),
+    ("standby", probe(recovery="t", receiver="startup"), (False, "standby not streaming (startup)")),
+    ("standby", probe(recovery="t", receiver="streaming"), (True, "streaming")),
+    # A promoted standby is a primary now: ready, not "not streaming" forever.
+    ("standby", probe(recovery="f"), (True, "promoted: a primary now")),
+])
+def test_readiness(make_env, role, p, expected):
+    container = make_env().container(f"debian12-pg15-{role}")
+    assert readiness(container, p) == expected
+
+
+class FakeContainer:
+    def __init__(self, status, started):
+        self.status, self.attrs = status, {"State": {"StartedAt": started}}
+
+
+def test_a_container_that_never_started_is_made_again():
+    assert never_started(FakeContainer("created", "0001-01-01T00:00:00Z"))
+    assert not never_started(FakeContainer("exited", "2026-11-24T00:00:00Z"))
+    assert not never_started(FakeContainer("created", "2026-11-24T00:00:00Z"))  # restarted later: kept
+
+
+def test_parallel_map_keeps_order_and_raises_the_first_error():
+    assert parallel_map(lambda n: n * n, range(20), workers=4) == [n * n for n in range(20)]
+    with pytest.raises(ValueError):
+        parallel_map(lambda n: 1 / 0 if n == 3 else int("x"), range(5))
+
+
+def test_an_interrupted_wait_returns_at_once_and_leaves_nothing_to_join():
+    pool = Pool(2)
+    started = time.monotonic()
+    futures = [pool.submit(time.sleep, 30) for _ in range(3)]
+    timer = threading.Timer(0.3, _interrupt)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        results(futures)
+    assert time.monotonic() - started < 2
+    with pool:
+        pass  # leaving cancels what has not started
+    assert futures[2].cancelled()
+    assert all(t.daemon for t in pool._threads)
+
+
+def _interrupt():
+    import _thread
+
+    _thread.interrupt_main()
