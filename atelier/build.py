@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass
 
 from .errors import AtelierError
-from .model import OSES, Environment, Image, base_image_name
+from .matrix import OSES
+from .model import Environment, Image, base_image_name
 from .parallel import Pool, wait_any
-from .render import build_context, tar_bytes
+from .archive import tar_bytes
+from .render import build_context
 from .settings import Settings
 
 # Messages that mean "the network or a mirror failed", worth another try. Any

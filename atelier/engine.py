@@ -16,7 +16,8 @@ from .errors import AtelierError
 from .model import NOFILE, PROJECT_LABEL, Container, Environment
 from .parallel import parallel_map
 from .remote import entry_address, record_host_keys
-from .render import runtime_files, tar_bytes
+from .archive import tar_bytes
+from .runtime import runtime_files
 from .spec import ContainerSpec, container_spec
 from .state import short_lock, write_file
 

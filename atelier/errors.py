@@ -7,6 +7,14 @@ class AtelierError(Exception):
     """A failure explained in one line; tasks print it without a traceback."""
 
 
+class StepFailed(AtelierError):
+    """A step of a helper in a container failed: which one, and its exit code."""
+
+    def __init__(self, step: str, code: int):
+        super().__init__(f"{step} failed (exit {code})")
+        self.step, self.code = step, code
+
+
 def choice_error(what: str, value: object, choices) -> AtelierError:
     """An error for a value outside a known set, naming the nearest choices."""
     choices = [str(c) for c in choices]

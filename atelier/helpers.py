@@ -14,9 +14,9 @@ import shlex
 import sys
 
 from .configure import configure_line, parse_pg_config, rewrite
-from .errors import AtelierError
+from .errors import AtelierError, StepFailed, choice_error
 from .remote import guarded
-from .render import pgpass_field
+from .runtime import pgpass_field
 
 # Every step starts from the image's facts (where PostgreSQL lives) and the
 # build environment login shells share (pinned locale, ccache first on PATH).
@@ -28,12 +28,6 @@ PACKAGED_PKGLIBDIR = "$PG_HOME/workspace/.pg_config_pkglibdir"
 VALGRIND_LOGS = "$PG_HOME/workspace/valgrind"
 UPSTREAM_GIT = "https://git.postgresql.org/git/postgresql.git"
 CACHED_BITCODE = "CLANG := $(if $(CLANG),ccache $(CLANG))"
-
-
-class StepFailed(AtelierError):
-    def __init__(self, step: str, code: int):
-        super().__init__(f"{step} failed (exit {code})")
-        self.step, self.code = step, code
 
 
 def step(c, name: str, command: str, sudo: bool = False, stdin: str | None = None, **kw):
@@ -319,8 +313,6 @@ def pg_user(c, user: str | None, superuser_password: str, **kw):
     if user is None:
         return step(c, "show", 'cat "$PG_HOME/.pg_user" 2>/dev/null || echo "PGUSER=postgres (peer)"', **kw)
     if user not in USERS:
-        from .errors import choice_error
-
         raise choice_error("user", user, USERS + ("show",))
     if user == "postgres":
         return step(c, "pg.user", 'printf "PGHOST=%s\\nPGUSER=postgres\\nPGDATABASE=postgres\\n" "$PG_SOCKET_DIR" '

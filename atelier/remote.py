@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AtelierError, choice_error
+from .errors import AtelierError, StepFailed, choice_error
 from .parallel import parallel_map
 from .settings import Settings
 from .state import short_lock, write_file
@@ -292,8 +292,6 @@ def fan_out(session: Session, names: list[str], work, user: str | None = None,
     output lines are prefixed with the target's name. Whatever one target
     raises becomes its own outcome: the others' results are kept."""
     from invoke.exceptions import AuthFailure
-
-    from .helpers import StepFailed
 
     out, err = out or sys.stdout, err or sys.stderr
     lock = threading.Lock()

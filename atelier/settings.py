@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import AtelierError
 from .keys import Keys, ensure_keys
+from .matrix import OSES
 from .state import short_lock, write_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,8 +152,6 @@ def read_env(root: Path = ROOT, environ: dict | None = None) -> dict:
 
 
 def load_settings(root: Path = ROOT, environ: dict | None = None) -> Settings:
-    from .model import OSES
-
     env = read_env(root, environ)
     project = env.get("ATELIER_PROJECT", "atelier")
     if not PROJECT_PATTERN.match(project):

@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from .model import Container, Environment
+from .runtime import runtime_files
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,6 @@ class ContainerSpec:
 
 
 def container_spec(env: Environment, c: Container, cgroup_version: int) -> ContainerSpec:
-    from .render import runtime_files
-
     settings = env.settings
     systemd_needs = {}
     if c.systemd:

@@ -17,7 +17,7 @@ import pytest
 from atelier import engine
 from atelier.build import build_image
 from atelier.model import Environment, select
-from atelier.render import tar_bytes
+from atelier.archive import tar_bytes
 from atelier.settings import load_settings
 from helpers import inv, project_settings, wait_for
 

@@ -1,7 +1,8 @@
 import pytest
 
 from atelier.errors import AtelierError
-from atelier.model import MAJORS, OSES, PROFILES, PgBuild, select
+from atelier.matrix import MAJORS, OSES, PgBuild
+from atelier.model import PROFILES, select
 
 
 def test_address_plan_is_the_originals(make_env):

@@ -10,7 +10,8 @@ from atelier.errors import AtelierError
 from atelier.keys import ensure_keys
 from atelier.remote import (Prefixed, command_after_dashes, explain, known_hosts_text,
                             remote_command, resolve_targets)
-from atelier.render import render_all, runtime_files
+from atelier.compose import render_all
+from atelier.runtime import runtime_files
 
 NAMES = ["debian12-init", "debian13-init", "debian12-pg15-active", "debian13-pg17-active",
          "debian12-pg15-standalone", "debian12-pg15-standby", "debian13-pg17-standby"]

@@ -6,9 +6,11 @@ import io
 import pytest
 import yaml
 
-from atelier.model import OSES, MAJORS
-from atelier.render import (build_context, compose_yaml, dockerfile, haproxy_cfg, pgpass, squid_conf,
-                            render_all, roles_sql, runtime_files, tar_bytes, write_tree)
+from atelier.matrix import MAJORS, OSES
+from atelier.archive import tar_bytes, write_tree
+from atelier.compose import compose_yaml, render_all
+from atelier.render import build_context, dockerfile
+from atelier.runtime import haproxy_cfg, pgpass, roles_sql, runtime_files, squid_conf
 from atelier.spec import container_spec
 
 

@@ -10,7 +10,8 @@ from .common import SELECT_HELP, atelier_task, confirm, environment, locked
 @atelier_task(help={**SELECT_HELP, "out": "folder to write into (default: rendered/)"})
 def render(c, profile=None, os=None, pg=None, out="rendered"):
     """Write every Dockerfile, image file, haproxy.cfg and the compose file, for review."""
-    from ..render import render_all, write_tree
+    from ..archive import write_tree
+    from ..compose import render_all
 
     env = environment(profile, os, pg)
     files = render_all(env)

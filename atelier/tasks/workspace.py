@@ -57,7 +57,7 @@ def sync(c, target=None, from_="", user=None):
 
     from .. import helpers
     from ..errors import AtelierError, choice_error
-    from ..model import PG_ROLES
+    from ..matrix import PG_ROLES
     from ..remote import fan_out
     from .common import finish, session, targets
 

@@ -1,0 +1,1 @@
+"""atelier: a PostgreSQL development environment of many containers, driven by Invoke."""

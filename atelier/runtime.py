@@ -1,0 +1,85 @@
+"""What atelier puts into each container before it starts: its identity,
+haproxy's and squid's configuration, and the secrets that must stay out of
+images (keys, passwords, roles). Pure: model + settings -> file contents."""
+
+from __future__ import annotations
+
+import shlex
+
+from .archive import File
+from .model import Container, Environment
+from .render import render_template
+from .settings import Settings
+
+
+def haproxy_cfg(env: Environment) -> str:
+    inits = [c for c in env.containers if c.role == "init"]
+    return render_template("haproxy.cfg.j2", inits=inits)
+
+
+def squid_conf(env: Environment) -> str:
+    return render_template("squid.conf.j2", settings=env.settings, gateway=env.gateway)
+
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def pgpass_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def roles_sql(settings: Settings) -> str:
+    su, rep = sql_literal(settings.superuser_password), sql_literal(settings.replication_password)
+    return f"""\
+-- Written by atelier into this container (never an image): the original's roles.
+SELECT 'CREATE ROLE experdba' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'experdba') \\gexec
+ALTER ROLE experdba WITH LOGIN SUPERUSER PASSWORD {su};
+SELECT 'CREATE ROLE repluser' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'repluser') \\gexec
+ALTER ROLE repluser WITH LOGIN REPLICATION PASSWORD {rep};
+SELECT 'CREATE DATABASE experdb OWNER experdba' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'experdb') \\gexec
+"""
+
+
+def pgpass(settings: Settings) -> str:
+    return f"*:*:*:repluser:{pgpass_field(settings.replication_password)}\n"
+
+
+def atelier_env(env: Environment, container: Container) -> str:
+    values = {
+        "ATELIER_PROJECT": env.project,
+        "ATELIER_NAME": container.name,
+        "ATELIER_ROLE": container.role,
+        "ATELIER_OS": container.os,
+        "ATELIER_PROMPT": container.prompt,
+        "ATELIER_SUBNET_CIDR": env.settings.subnet_cidr,
+    }
+    if container.major:
+        values["ATELIER_MAJOR"] = str(container.major)
+    if container.role == "standby":
+        values["ATELIER_ACTIVE_HOST"] = "active"
+        values["ATELIER_SLOT"] = env.replication_slot(container)
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def runtime_files(env: Environment, container: Container) -> dict[str, File]:
+    """Files atelier puts into a container before its first start: its
+    identity, and for servers the secrets that must stay out of images."""
+    files: dict[str, File] = {}
+    if container.role == "haproxy":
+        files["etc/haproxy/haproxy.cfg"] = (haproxy_cfg(env).encode(), 0o644)
+    elif container.role == "squid":
+        files["etc/squid/conf.d/atelier.conf"] = (squid_conf(env).encode(), 0o644)
+    if container.systemd:
+        keys = env.settings.keys
+        files["etc/atelier/atelier.env"] = (atelier_env(env, container).encode(), 0o644)
+        files["etc/ssh/atelier_authorized_keys"] = (f"{keys.client_public}\n".encode(), 0o644)
+        files["etc/atelier/sudo-password"] = (f"{env.settings.sudo_password}\n".encode(), 0o600)
+        if container.role == "init":
+            files["etc/ssh/ssh_host_ed25519_key"] = (keys.bastion_private.encode(), 0o600)
+            files["etc/ssh/ssh_host_ed25519_key.pub"] = (f"{keys.bastion_public}\n".encode(), 0o644)
+    if container.is_server:
+        files["etc/atelier/pgpass"] = (pgpass(env.settings).encode(), 0o600)
+        if container.role != "standby":
+            files["etc/atelier/roles.sql"] = (roles_sql(env.settings).encode(), 0o600)
+    return files
