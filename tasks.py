@@ -1,15 +1,11 @@
 """atelier: a PostgreSQL development environment of many containers.
 
-`inv --list` shows the tasks; each module of atelier/tasks is one topic:
-images and containers and SSH at the top level, then pg.*, git.*, workspace.*.
+`inv --list` shows the tasks; atelier/tasks/ holds one module per topic.
+Run from a checkout, .env and .state/ are this folder's.
 """
 
-from invoke import Collection
+from pathlib import Path
 
-from atelier.tasks import db, environment, git, pg, remote, workspace
+from atelier.tasks import namespace
 
-ns = Collection.from_module(environment)
-for name, task in Collection.from_module(remote).tasks.items():
-    ns.add_task(task, name)
-for module, name in ((pg, "pg"), (db, "db"), (git, "git"), (workspace, "workspace")):
-    ns.add_collection(Collection.from_module(module), name)
+ns = namespace(root=str(Path(__file__).resolve().parent))

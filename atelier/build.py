@@ -21,6 +21,7 @@ from .parallel import Pool, wait_any
 from .archive import tar_bytes
 from .render import build_context
 from .settings import Settings
+from .table import format_table
 
 # Messages that mean "the network or a mirror failed", worth another try. Any
 # other failure (a typo, a missing package, a bad Dockerfile) fails at once.
@@ -275,8 +276,6 @@ def current_key(client, name: str) -> str | None:
 
 
 def summary_table(results: list[BuildResult]) -> str:
-    width = max([len(r.image) for r in results] + [5])
-    lines = [f"{'image':<{width}}  {'seconds':>7}  {'result':<7}  tries"]
-    for r in results:
-        lines.append(f"{r.image:<{width}}  {r.seconds:>7.1f}  {r.outcome:<7}  {r.tries}")
-    return "\n".join(lines)
+    return format_table(("image", "seconds", "result", "tries"),
+                        [(r.image, f"{r.seconds:.1f}", r.outcome, r.tries) for r in results],
+                        right=("seconds", "tries"))

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from .errors import AtelierError
 from .model import NOFILE, PROJECT_LABEL, Container, Environment
 from .parallel import parallel_map
-from .remote import entry_address, record_host_keys
 from .archive import tar_bytes
 from .runtime import runtime_files
 from .spec import ContainerSpec, container_spec
-from .state import short_lock, write_file
+from .state import record_host_keys, short_lock, write_file
 
 CONFIG_LABEL = "atelier.config"
 
@@ -374,7 +373,7 @@ def wait_ready(env: Environment, client, say=print, timeout: float = 600) -> dic
 
 def wait_ssh_entry(env: Environment, deadline: float) -> None:
     """The SSH entry answers: HAProxy on the host port hands over an sshd banner."""
-    address, port = entry_address(env.settings)
+    address, port = env.settings.entry_address
     while True:
         try:
             with socket.create_connection((address, port), timeout=2) as s:
@@ -385,6 +384,18 @@ def wait_ssh_entry(env: Environment, deadline: float) -> None:
         if time.monotonic() > deadline:
             raise AtelierError(f"no SSH banner through HAProxy at {address}:{port}")
         time.sleep(0.3)
+
+
+def publish_report(env: Environment, path: str, folder: str) -> None:
+    """Put a host folder into the apache2 service's html volume, at `path`."""
+    import io
+    import tarfile
+
+    apache = connect().containers.get(env.docker_name(env.container("apache2")))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(folder, arcname=path)
+    apache.put_archive("/var/www/html", buffer.getvalue())
 
 
 # ---- down and status ------------------------------------------------------------

@@ -16,61 +16,23 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import AtelierError, StepFailed, choice_error
 from .parallel import parallel_map
 from .settings import Settings
-from .state import short_lock, write_file
+from .state import known_hosts_path, recorded_keys
+from .table import format_table
 
 GATEWAY_USER = "atelier"
 LOCAL = "local"
 
 
-# ---- known hosts -----------------------------------------------------------------
-
-def known_hosts_path(settings: Settings) -> Path:
-    return settings.state_dir / "known_hosts"
-
-
-def entry_address(settings: Settings) -> tuple[str, int]:
-    """Where the host reaches HAProxy (a wildcard bind is reached on loopback)."""
-    host = settings.bind_address
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return host, settings.ssh_port
-
-
-def known_hosts_text(settings: Settings, host_keys: dict[str, str]) -> str:
-    """The SSH entry's (shared bastion) key, then each container's key by name."""
-    host, port = entry_address(settings)
-    lines = [f"[{host}]:{port} {settings.keys.bastion_public}"]
-    lines += [f"{name} ssh-ed25519 {key}" for name, key in host_keys.items()]
-    return "\n".join(lines) + "\n"
-
-
-def recorded_keys(settings: Settings) -> dict[str, str]:
-    """Container name -> host key, as recorded."""
-    path = known_hosts_path(settings)
-    if not path.exists():
-        return {}
-    return {words[0]: words[2] for words in (line.split() for line in path.read_text().splitlines())
-            if len(words) >= 3 and not words[0].startswith(("[", "#"))}
-
-
-def record_host_keys(settings: Settings, host_keys: dict[str, str], keep=()) -> None:
-    """Record `host_keys`, keeping the recorded keys of the names in `keep`."""
-    with short_lock(settings.state_dir, "known_hosts"):
-        kept = {n: k for n, k in recorded_keys(settings).items() if n in set(keep)}
-        write_file(known_hosts_path(settings), known_hosts_text(settings, {**kept, **host_keys}))
-
+# ---- targets ------------------------------------------------------------------------
 
 def recorded_names(settings: Settings) -> list[str]:
     """Containers whose keys atelier recorded: the ones there are to reach."""
     return list(recorded_keys(settings))
 
-
-# ---- targets ------------------------------------------------------------------------
 
 def resolve_targets(pattern: str, names: list[str]) -> list[str]:
     """One name, a glob (`debian12-pg15-*`, `*-standby`) or a comma list of
@@ -148,7 +110,7 @@ def open_gateway(settings: Settings):
     from fabric import Connection
 
     _quiet_paramiko()
-    host, port = entry_address(settings)
+    host, port = settings.entry_address
     gateway = _pinned(Connection(host, port=port, user=GATEWAY_USER, config=_fabric_config(settings),
                                  connect_timeout=10, connect_kwargs=_connect_kwargs(settings)), settings)
     try:
@@ -336,8 +298,6 @@ def run_on(session: Session, names: list[str], command: str, user: str | None = 
 
 
 def summary_table(outcomes: list[Outcome]) -> str:
-    width = max(len(o.name) for o in outcomes + [Outcome("container", 0, 0)])
-    lines = [f"{'container':<{width}}  exit  seconds"]
-    for o in outcomes:
-        lines.append(f"{o.name:<{width}}  {o.exit_code:>4}  {o.seconds:>7.2f}" + (f"  {o.error}" if o.error else ""))
-    return "\n".join(lines)
+    return format_table(("container", "exit", "seconds", ""),
+                        [(o.name, o.exit_code, f"{o.seconds:.2f}", o.error) for o in outcomes],
+                        right=("exit", "seconds"))

@@ -3,15 +3,29 @@ the model and the jinja2 templates. Pure: no side effects."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 
 from .archive import File
 from .matrix import OSES
 from .model import Image
-from .settings import ROOT, Settings
+from .settings import Settings
 
-TEMPLATES = ROOT / "dockerfiles"
-FILES = ROOT / "files"
+
+def _data_folder(name: str) -> Path:
+    """dockerfiles/ and files/ ship inside the package (pyproject maps them to
+    atelier/dockerfiles and atelier/files); in a checkout they sit beside it."""
+    from importlib.resources import files
+
+    packaged = files("atelier") / name
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / name
+
+
+TEMPLATES = _data_folder("dockerfiles")
+FILES = _data_folder("files")
 
 # Which folders of files/ each kind of image copies in (folder -> path in context).
 IMAGE_FILES = {"init": ("common",), "pg": ("postgres", "home"), "service": ()}
@@ -22,8 +36,8 @@ def _jinja():
     import jinja2
 
     # Compiling the templates costs ~0.1 s per command; jinja2 keeps compiled
-    # ones (checked against the template's mtime) in a git-ignored folder.
-    cache = ROOT / ".state" / "jinja-cache"
+    # ones (checked against the template's mtime) in the user's cache folder.
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "atelier" / "jinja"
     try:
         cache.mkdir(parents=True, exist_ok=True)
         bytecode_cache = jinja2.FileSystemBytecodeCache(str(cache))

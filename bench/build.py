@@ -12,7 +12,7 @@ import subprocess
 
 from common import BENCH_ENV, env, report, timed
 
-from atelier.helpers import PRELUDE, SOURCE
+from atelier.in_container import PRELUDE, SOURCE
 
 TARGET = "debian12-pg15-standalone"
 CONTAINER = f"{BENCH_ENV['ATELIER_PROJECT']}-{TARGET}"

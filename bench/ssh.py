@@ -13,7 +13,8 @@ from pathlib import Path
 
 from common import BENCH_ENV, report, timed
 
-from atelier.remote import Session, known_hosts_path
+from atelier.remote import Session
+from atelier.state import known_hosts_path
 from atelier.settings import load_settings
 
 RUNS = 10

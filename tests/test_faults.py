@@ -27,10 +27,11 @@ from atelier import engine
 from atelier.build import build_all, import_folder
 from atelier.errors import AtelierError
 from atelier.model import Environment, select, service_image
-from atelier.remote import Session, known_hosts_path, recorded_keys
-from atelier.settings import ROOT, load_settings
+from atelier.remote import Session
+from atelier.state import known_hosts_path, recorded_keys
+from atelier.settings import load_settings
 from atelier.state import project_lock
-from helpers import inv, project_settings, wait_for
+from helpers import ROOT, inv, project_settings, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -169,7 +170,7 @@ def test_sync_refuses_an_empty_origin(environ):
 
 
 def test_a_failed_unpack_leaves_the_workspace_as_it_was(settings, environ):
-    from atelier.helpers import StepFailed, replace_workspace
+    from atelier.in_container import StepFailed, replace_workspace
 
     run(environ, STANDBY, "head -c 5000 /dev/urandom > /tmp/broken.tar")
     with Session(settings) as session:

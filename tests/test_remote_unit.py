@@ -7,9 +7,8 @@ import paramiko
 import pytest
 
 from atelier.errors import AtelierError
-from atelier.keys import ensure_keys
-from atelier.remote import (Prefixed, command_after_dashes, explain, known_hosts_text,
-                            remote_command, resolve_targets)
+from atelier.remote import Prefixed, command_after_dashes, explain, remote_command, resolve_targets
+from atelier.state import ensure_keys, known_hosts_text
 from atelier.compose import render_all
 from atelier.runtime import runtime_files
 

@@ -16,9 +16,9 @@ import pytest
 
 from atelier import engine
 from atelier.model import Environment, select
-from atelier.remote import known_hosts_path
-from atelier.settings import ROOT, load_settings
-from helpers import inv, project_settings, wait_for
+from atelier.state import known_hosts_path
+from atelier.settings import load_settings
+from helpers import ROOT, inv, project_settings, wait_for
 
 pytestmark = pytest.mark.engine
 

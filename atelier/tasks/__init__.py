@@ -1,1 +1,22 @@
-"""Invoke task collections; tasks.py at the top assembles them."""
+"""atelier's task collections, one module per topic, assembled here for
+`inv` (tasks.py in a checkout) and the `atelier` command alike."""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+from . import db, git, lifecycle, pg, remote, workspace
+from .common import CONFIG_DEFAULTS
+
+
+def namespace(root: str | None = None) -> Collection:
+    """Every task: the environment's life and SSH at the top level, then
+    pg.*, db.*, git.*, workspace.*. `root` is the folder whose .env and
+    .state/ are used (default: the folder atelier is run from)."""
+    ns = Collection.from_module(lifecycle)
+    for name, task in Collection.from_module(remote).tasks.items():
+        ns.add_task(task, name)
+    for module, name in ((pg, "pg"), (db, "db"), (git, "git"), (workspace, "workspace")):
+        ns.add_collection(Collection.from_module(module), name)
+    ns.configure({"atelier": {**CONFIG_DEFAULTS["atelier"], "root": root}})
+    return ns

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from invoke import task
+from invoke import Task, task
 from invoke.exceptions import Exit
 
 from ..errors import AtelierError
@@ -13,6 +13,18 @@ from ..errors import AtelierError
 
 def debugging() -> bool:
     return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+# One letter means one thing in every task; other options are long only.
+SHORT_FLAGS = {"target": "t", "user": "u", "profile": "p", "os": "o", "yes": "y"}
+
+
+class AtelierTask(Task):
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        if name in SHORT_FLAGS:
+            opts["names"].append(SHORT_FLAGS[name])
+        return opts
 
 
 def atelier_task(*args, **kwargs):
@@ -33,7 +45,7 @@ def atelier_task(*args, **kwargs):
                     raise
                 raise Exit(f"atelier: {line}", code=1) from None
 
-        return task(run, **kwargs)
+        return task(run, klass=AtelierTask, auto_shortflags=False, **kwargs)
 
     if args and callable(args[0]):
         return wrap(args[0])
@@ -70,11 +82,37 @@ def one_line(exc: Exception) -> str | None:
     return None
 
 
-def environment(profile=None, os=None, pg=None):
-    from ..model import Environment, select
+# ---- settings, handed to tasks the Invoke way -----------------------------------------
+# tasks.py (or the `atelier` command) sets c.config.atelier.root, the folder
+# whose .env and .state/ are used; a test may put Settings of its own in
+# c.config.atelier.settings, and a task then runs with them, MockContext included.
+
+CONFIG_DEFAULTS = {"atelier": {"root": None, "settings": None}}
+
+
+def settings_of(c):
+    """The settings of this run, loaded once per process."""
+    settings = c.config.atelier.settings
+    if settings is None:
+        settings = _load(c.config.atelier.root)
+        c.config.atelier.settings = settings
+    return settings
+
+
+@functools.lru_cache(maxsize=None)
+def _load(root):
+    from pathlib import Path
+
     from ..settings import load_settings
 
-    return Environment(load_settings(), select(profile=profile, os=os, pg=pg))
+    return load_settings(Path(root) if root else None)
+
+
+def selected_environment(c, profile=None, os=None, pg=None):
+    """The model of the selection that --profile/--os/--pg name."""
+    from ..model import Environment, select
+
+    return Environment(settings_of(c), select(profile=profile, os=os, pg=pg))
 
 
 def locked(settings, what: str):
@@ -111,11 +149,11 @@ TARGET_HELP = ("container name, glob (debian12-pg15-*, *-standby) or comma list;
 USER_HELP = "login user (default: postgres on servers, atelier on init containers)"
 
 
-def session():
+def session(c):
+    """Connections for this run (a context manager that closes them all)."""
     from ..remote import Session
-    from ..settings import load_settings
 
-    return Session(load_settings())
+    return Session(settings_of(c))
 
 
 def targets(current, pattern):
@@ -141,11 +179,11 @@ def finish(outcomes) -> None:
         raise Exit(code=max(1, min(255, max(o.exit_code for o in failed))))
 
 
-def on_targets(target, user, work) -> None:
+def on_targets(c, target, user, work) -> None:
     """Resolve --target, run the helper `work(context, **streams)` on each at once, report."""
     from ..remote import fan_out
 
-    with session() as current:
+    with session(c) as current:
         names = targets(current, target)
         refuse_local_outside_container(names)
         finish(fan_out(current, names, work, user))

@@ -9,10 +9,10 @@ from .common import USER_HELP, atelier_task, confirm, finish, locked, session, t
                     "yes": "do not ask before throwing the data away (scripts)"})
 def reseed(c, target=None, user=None, yes=False):
     """Throw away a standby's data and copy it again from its active (asks first)."""
-    from ..helpers import reseed as reseed_standby
+    from ..in_container import reseed as reseed_standby
     from ..remote import fan_out
 
-    with session() as current:
+    with session(c) as current:
         names = targets(current, target)
         shown = ", ".join(names)
         confirm(f"delete the data of {shown} and copy it again from its active?", yes,

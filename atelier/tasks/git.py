@@ -2,32 +2,32 @@
 
 from .common import TARGET_HELP, USER_HELP, atelier_task, confirm, on_targets
 
-H = {"target": TARGET_HELP, "user": USER_HELP}
+TARGET_AND_USER = {"target": TARGET_HELP, "user": USER_HELP}
 
 
-@atelier_task(help=H)
+@atelier_task(help=TARGET_AND_USER)
 def pull(c, target=None, user=None):
     """Fetch every remote and pull, in every workspace repository."""
-    from ..helpers import git_pull
+    from ..in_container import git_pull
 
-    on_targets(target, user, git_pull)
+    on_targets(c, target, user, git_pull)
 
 
-@atelier_task(help=H)
+@atelier_task(help=TARGET_AND_USER)
 def update(c, target=None, user=None):
     """Fetch all, make main/master from origin when missing, update submodules, pull."""
-    from ..helpers import git_update
+    from ..in_container import git_update
 
-    on_targets(target, user, git_update)
+    on_targets(c, target, user, git_update)
 
 
-@atelier_task(help={**H, "yes": "remove without asking (scripts)"})
+@atelier_task(help={**TARGET_AND_USER, "yes": "remove without asking (scripts)"})
 def clean(c, target=None, user=None, yes=False):
     """Show what git clean -xdf would remove in every workspace repository; remove it after a yes."""
-    from ..helpers import git_clean
+    from ..in_container import git_clean
 
-    on_targets(target, user, lambda ctx, **kw: git_clean(ctx, dry_run=True, **kw))
+    on_targets(c, target, user, lambda ctx, **streams: git_clean(ctx, dry_run=True, **streams))
     confirm("remove every file listed above (untracked and ignored alike)?", yes,
             "nothing removed; git.clean removes every file listed above, untracked ones included: "
             "add --yes to remove them")
-    on_targets(target, user, lambda ctx, **kw: git_clean(ctx, dry_run=False, **kw))
+    on_targets(c, target, user, lambda ctx, **streams: git_clean(ctx, dry_run=False, **streams))

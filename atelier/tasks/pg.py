@@ -4,74 +4,80 @@ from __future__ import annotations
 
 import sys
 
-from .common import TARGET_HELP, USER_HELP, atelier_task, on_targets
+from .common import TARGET_HELP, USER_HELP, atelier_task, on_targets, selected_environment, settings_of
 
-H = {"target": TARGET_HELP, "user": USER_HELP}
-
-
-def _helpers():
-    from .. import helpers
-
-    return helpers
+TARGET_AND_USER = {"target": TARGET_HELP, "user": USER_HELP}
 
 
-@atelier_task(help={**H, "mode": "release, debug, valgrind or coverage (default debug)",
+def _result_code(result) -> int:
+    return getattr(result, "exited", 0)
+
+
+@atelier_task(help={**TARGET_AND_USER, "mode": "release, debug, valgrind or coverage (default debug)",
                     "dry_run": "print what would be removed and the final configure line; change nothing",
                     "force": "go on although the tree holds files git neither tracks nor ignores "
                              "(they are kept: only ignored build output is removed)"})
 def configure(c, target=None, mode="debug", dry_run=False, force=False, user=None):
     """Configure ~/workspace/postgres like the packaged server, rewritten for a mode."""
+    from .. import in_container
     from ..configure import rewrite
 
     rewrite([], mode)  # an unknown mode is refused before anything connects
-    h = _helpers()
 
-    def work(ctx, **kw):
-        line = h.configure(ctx, mode, dry_run, force, **kw)
+    def work(ctx, **streams):
+        line = in_container.configure(ctx, mode, dry_run, force, **streams)
         if dry_run:
-            (kw.get("out_stream") or sys.stdout).write(line + "\n")
+            (streams.get("out_stream") or sys.stdout).write(line + "\n")
 
-    on_targets(target, user, work)
+    on_targets(c, target, user, work)
 
 
-@atelier_task(help={**H, "jobs": "parallel jobs (default: the container's cores)",
+@atelier_task(help={**TARGET_AND_USER, "jobs": "parallel jobs (default: the container's cores)",
                     "what": "make target(s) (default world; world-bin skips the docs)"})
 def make(c, target=None, jobs=0, what="world", user=None):
     """make world (or --what) in ~/workspace/postgres, with ccache."""
-    _helpers().make_words(what)  # refused before anything connects
-    on_targets(target, user, lambda ctx, **kw: _helpers().make(ctx, int(jobs), what, **kw))
+    from .. import in_container
+
+    in_container.make_words(what)  # refused before anything connects
+    on_targets(c, target, user, lambda ctx, **streams: in_container.make(ctx, int(jobs), what, **streams))
 
 
-@atelier_task(help=H)
+@atelier_task(help=TARGET_AND_USER)
 def clean(c, target=None, user=None):
     """make clean in ~/workspace/postgres."""
-    on_targets(target, user, lambda ctx, **kw: _helpers().clean(ctx, **kw))
+    from ..in_container import clean as make_clean
+
+    on_targets(c, target, user, make_clean)
 
 
-@atelier_task(help={**H, "suite": "one suite: a folder of src/test (regress, isolation, ...) or contrib/NAME",
+@atelier_task(help={**TARGET_AND_USER, "suite": "one suite: a folder of src/test (regress, isolation, "
+                                                "...) or contrib/NAME",
                     "jobs": "parallel jobs"})
 def check(c, target=None, suite="", jobs=0, user=None):
     """make check-world, or one suite."""
-    on_targets(target, user, lambda ctx, **kw: _helpers().check(ctx, suite, int(jobs), **kw))
+    from .. import in_container
+
+    on_targets(c, target, user, lambda ctx, **streams: in_container.check(ctx, suite, int(jobs), **streams))
 
 
-@atelier_task(help={**H, "docs": "install-world (with docs) instead of install-world-bin"})
+@atelier_task(help={**TARGET_AND_USER, "docs": "install-world (with docs) instead of install-world-bin"})
 def install(c, target=None, docs=False, user=None):
     """Install the build over the packaged server (its service then runs it)."""
-    on_targets(target, user, lambda ctx, **kw: _helpers().install(ctx, docs, **kw))
+    from .. import in_container
+
+    on_targets(c, target, user, lambda ctx, **streams: in_container.install(ctx, docs, **streams))
 
 
 def _service_task(action):
-    @atelier_task(name=action, help=H)
+    @atelier_task(name=action, help=TARGET_AND_USER)
     def body(c, target=None, user=None):
-        on_targets(target, user, lambda ctx, **kw: _code(_helpers().service(ctx, action, **kw)))
+        from .. import in_container
+
+        on_targets(c, target, user,
+                   lambda ctx, **streams: _result_code(in_container.service(ctx, action, **streams)))
 
     body.__doc__ = f"systemctl {action} of the distribution's PostgreSQL service."
     return body
-
-
-def _code(result):
-    return getattr(result, "exited", 0)
 
 
 start = _service_task("start")
@@ -80,103 +86,72 @@ restart = _service_task("restart")
 status = _service_task("status")
 
 
-@atelier_task(help=H)
+@atelier_task(help=TARGET_AND_USER)
 def kill(c, target=None, user=None):
     """kill -9 the postmaster (its pid from postmaster.pid)."""
-    on_targets(target, user, lambda ctx, **kw: _helpers().kill(ctx, **kw))
+    from ..in_container import kill as kill_postmaster
+
+    on_targets(c, target, user, kill_postmaster)
 
 
-@atelier_task(help={**H, "stop": "stop the server under valgrind and start the normal service",
+@atelier_task(help={**TARGET_AND_USER, "stop": "stop the server under valgrind and start the normal service",
                     "trim": "delete the logs that hold no error",
                     "fetch": "copy the logs into this host folder ({name} = container)"})
 def valgrind(c, target=None, stop=False, trim=False, fetch="", user=None):
     """Run the server under valgrind memcheck, one log per pid in ~/workspace/valgrind."""
-    h = _helpers()
+    from .. import in_container
 
-    def work(ctx, **kw):
+    def work(ctx, **streams):
         if trim:
-            h.valgrind_trim(ctx, **kw)
+            in_container.valgrind_trim(ctx, **streams)
         elif stop:
-            h.valgrind_stop(ctx, **kw)
+            in_container.valgrind_stop(ctx, **streams)
         elif not fetch:
-            h.valgrind_start(ctx, **kw)
+            in_container.valgrind_start(ctx, **streams)
         if fetch:
-            _fetch_folder(ctx, "workspace/valgrind", fetch, **kw)
+            in_container.fetch_folder(ctx, "workspace/valgrind", fetch, **streams)
 
-    on_targets(target, user, work)
+    on_targets(c, target, user, work)
 
 
-@atelier_task(help={**H, "action": "clear (reset counters) or report (lcov + genhtml, copied here "
-                                   "and published by apache2)",
+@atelier_task(help={**TARGET_AND_USER,
+                    "action": "clear (reset counters) or report (lcov + genhtml, copied here and published "
+                              "by apache2)",
                     "out": "host folder for the report ({name} = container; default coverage/{name})"})
 def coverage(c, action, target=None, out="coverage/{name}", user=None):
     """Coverage counters: clear, or report (copied to the host and served on ATELIER_HTTP_PORT)."""
+    from .. import in_container
+    from ..engine import publish_report
     from ..errors import choice_error
 
     if action not in ("clear", "report"):
         raise choice_error("coverage action", action, ("clear", "report"))
-    h = _helpers()
+    env = selected_environment(c)
 
-    def work(ctx, **kw):
+    def work(ctx, **streams):
         if action == "clear":
-            return h.coverage_clear(ctx, **kw)
-        folder = h.coverage_report(ctx, **kw)
-        local = _fetch_folder(ctx, folder, out, **kw)
-        _publish(ctx.host, local)
+            return in_container.coverage_clear(ctx, **streams)
+        folder = in_container.coverage_report(ctx, **streams)
+        publish_report(env, f"coverage/{ctx.host}", in_container.fetch_folder(ctx, folder, out, **streams))
 
-    on_targets(target, user, work)
-
-
-def _fetch_folder(ctx, remote: str, local_pattern: str, **kw) -> str:
-    """Copy a folder out of a container (as one tarball), into a host folder."""
-    import os
-    import tarfile
-    import tempfile
-
-    from ..helpers import step
-
-    name = getattr(ctx, "host", "local")
-    local = local_pattern.replace("{name}", name)
-    archive = f"/tmp/atelier-fetch-{os.getpid()}.tar"
-    step(ctx, f"packing {remote}", f'cd "$PG_HOME" && tar -cf {archive} -C {remote} .', **kw)
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx.get(archive, os.path.join(tmp, "f.tar"))
-        step(ctx, "cleaning up", f"rm -f {archive}", **kw)
-        os.makedirs(local, exist_ok=True)
-        with tarfile.open(os.path.join(tmp, "f.tar")) as tar:
-            tar.extractall(local, filter="data")
-    return local
+    on_targets(c, target, user, work)
 
 
-def _publish(name: str, folder: str) -> None:
-    """Put a report into the apache2 service's html volume, under coverage/NAME/."""
-    import io
-    import tarfile
-
-    from ..engine import connect
-    from ..model import Environment, select
-    from ..settings import load_settings
-
-    env = Environment(load_settings(), select())
-    client = connect()
-    apache = client.containers.get(env.docker_name(env.container("apache2")))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(folder, arcname=f"coverage/{name}")
-    apache.put_archive("/var/www/html", buffer.getvalue())
-
-
-@atelier_task(help={**H, "core_file": "path of the core file in the container"})
+@atelier_task(help={**TARGET_AND_USER, "core_file": "path of the core file in the container"})
 def core(c, core_file, target=None, user=None):
     """gdb batch dump of a core file: all threads' full backtraces, registers, libraries, mappings."""
-    on_targets(target, user, lambda ctx, **kw: _code(_helpers().core(ctx, core_file, **kw)))
+    from .. import in_container
+
+    on_targets(c, target, user,
+               lambda ctx, **streams: _result_code(in_container.core(ctx, core_file, **streams)))
 
 
-@atelier_task(name="user", help={**H, "who": "experdba or postgres; show prints the current one"})
+@atelier_task(name="user", help={**TARGET_AND_USER, "who": "experdba or postgres; show prints the current one"})
 def pg_user(c, who, target=None, user=None):
     """Which identity psql uses in login shells of the container(s)."""
-    from ..settings import load_settings
+    from .. import in_container
 
-    password = load_settings().superuser_password
+    password = settings_of(c).superuser_password
     chosen = None if who == "show" else who
-    on_targets(target, user, lambda ctx, **kw: _code(_helpers().pg_user(ctx, chosen, password, **kw)))
+    on_targets(c, target, user,
+               lambda ctx, **streams: _result_code(in_container.pg_user(ctx, chosen, password, **streams)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from .common import TARGET_HELP, USER_HELP, atelier_task, finish, targets
-from .common import session as _session
+from .common import session as open_session
 
 @atelier_task(help={"target": TARGET_HELP, "user": USER_HELP,
                     "cmd": "the command (or give it after --: inv run -t X -- psql -c 'select 1')"})
@@ -17,7 +17,7 @@ def run(c, target=None, user=None, cmd=None):
     command = cmd or remote_command(command_after_dashes(sys.argv))
     if not command:
         raise AtelierError("no command: give it after -- (inv run -t X -- hostname) or with --cmd")
-    with _session() as session:
+    with open_session(c) as session:
         finish(run_on(session, targets(session, target), command, user))
 
 
@@ -26,7 +26,7 @@ def shell(c, target=None, user=None):
     """An interactive login shell in a container (a pty over the same SSH path)."""
     from ..errors import AtelierError
 
-    with _session() as session:
+    with open_session(c) as session:
         names = targets(session, target)
         if len(names) != 1:
             raise AtelierError(f"shell takes one container; {target!r} matches {', '.join(names)}")
@@ -42,7 +42,7 @@ def shell(c, target=None, user=None):
                     "remote": "path in the container(s) (default: the login user's home)"})
 def put(c, local, remote="", target=None, user=None):
     """Copy a file from this host into one container or many."""
-    _transfer(target, user, lambda ctx, name: ctx.put(local, remote or None))
+    _transfer(c, target, user, lambda ctx, name: ctx.put(local, remote or None))
 
 
 @atelier_task(help={"target": TARGET_HELP, "user": USER_HELP, "remote": "path in the container(s)",
@@ -58,14 +58,14 @@ def get(c, remote, local="", target=None, user=None):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         ctx.get(remote, path)
 
-    _transfer(target, user, fetch)
+    _transfer(c, target, user, fetch)
 
 
-def _transfer(target, user, action) -> None:
+def _transfer(c, target, user, action) -> None:
     from ..errors import AtelierError
     from ..remote import LOCAL, fan_out
 
-    with _session() as session:
+    with open_session(c) as session:
         names = targets(session, target)
         if LOCAL in names:
             raise AtelierError("put/get copy between this host and containers; `local` is not one")

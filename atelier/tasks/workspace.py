@@ -7,31 +7,31 @@ import sys
 
 from .common import TARGET_HELP, USER_HELP, atelier_task, on_targets
 
-H = {"target": TARGET_HELP, "user": USER_HELP}
+TARGET_AND_USER = {"target": TARGET_HELP, "user": USER_HELP}
 
 
-@atelier_task(help={**H, "source": "a git URL, a folder or tarball on this host, or `distro` "
+@atelier_task(help={**TARGET_AND_USER, "source": "a git URL, a folder or tarball on this host, or `distro` "
                                    "(the OS archive's source of the container's major)",
                     "force": "replace a non-empty ~/workspace/postgres"})
 def get(c, source, target=None, force=False, user=None):
     """Put a PostgreSQL source tree into ~/workspace/postgres."""
-    from .. import helpers
+    from .. import in_container
     from ..errors import AtelierError
 
     if source == "distro":
-        work = lambda ctx, **kw: helpers.get_source_distro(ctx, force, **kw)  # noqa: E731
+        work = lambda ctx, **streams: in_container.get_source_distro(ctx, force, **streams)  # noqa: E731
     elif "://" in source or source.startswith("git@"):
-        work = lambda ctx, **kw: helpers.get_source_git(ctx, source, force, **kw)  # noqa: E731
+        work = lambda ctx, **streams: in_container.get_source_git(ctx, source, force, **streams)  # noqa: E731
     elif os.path.exists(source):
         tarball = _as_tarball(source)
         remote = f"/tmp/atelier-source-{os.getpid()}.tar"
 
         def work(ctx, **kw):
             ctx.put(tarball, remote)
-            helpers.unpack_uploaded(ctx, remote, force, **kw)
+            in_container.unpack_uploaded(ctx, remote, force, **kw)
     else:
         raise AtelierError(f"source {source!r} is not a git URL, an existing folder or tarball, or distro")
-    on_targets(target, user, work)
+    on_targets(c, target, user, work)
 
 
 def _as_tarball(path: str) -> str:
@@ -48,14 +48,14 @@ def _as_tarball(path: str) -> str:
     return tarball
 
 
-@atelier_task(name="sync", help={**H, "from": "role to copy from (default: standalone for active "
+@atelier_task(name="sync", help={**TARGET_AND_USER, "from": "role to copy from (default: standalone for active "
                                                     "and standby, active for standalone)"})
 def sync(c, target=None, from_="", user=None):
     """Replace ~/workspace with another role's of the same OS and major; the
     old tree is kept in ~/workspace/.replaced-<time>, the ccache stays."""
     import tempfile
 
-    from .. import helpers
+    from .. import in_container
     from ..errors import AtelierError, choice_error
     from ..matrix import PG_ROLES
     from ..remote import fan_out
@@ -74,7 +74,7 @@ def sync(c, target=None, from_="", user=None):
             raise AtelierError(f"{name} cannot sync from itself")
         return f"{group}-{origin}"
 
-    with session() as current:
+    with session(c) as current:
         names = targets(current, target)
         origins = {name: origin_of(name) for name in names}
         both = sorted({o for o in origins.values() if o in origins})
@@ -87,13 +87,13 @@ def sync(c, target=None, from_="", user=None):
             archive = f"/tmp/atelier-sync-{os.getpid()}.tar"
             source = current.context(origins[ctx.host], "postgres")
             with tempfile.TemporaryDirectory() as tmp:
-                helpers.pack_workspace(source, archive, **kw)
+                in_container.pack_workspace(source, archive, **kw)
                 try:
                     source.get(archive, os.path.join(tmp, "w.tar"))
                 finally:
-                    helpers.step(source, "cleaning up", f"rm -f {archive}", **kw)
+                    in_container.step(source, "cleaning up", f"rm -f {archive}", **kw)
                 ctx.put(os.path.join(tmp, "w.tar"), archive)
-            kept = helpers.replace_workspace(ctx, archive, **kw)
+            kept = in_container.replace_workspace(ctx, archive, **kw)
             out = kw.get("out_stream") or sys.stdout
             out.write(f"{ctx.host}: workspace now a copy of {origins[ctx.host]}'s"
                       + (f"; the replaced tree is kept in {kept}\n" if kept != "-" else "\n"))

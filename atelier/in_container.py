@@ -404,3 +404,24 @@ def replace_workspace(c, archive: str, **kw) -> str:
                   f'rm -f {shlex.quote(archive)} && '
                   'if rmdir "$kept" 2>/dev/null; then echo -; else echo "$kept"; fi', hide=True, **kw)
     return result.stdout.strip()
+
+
+def fetch_folder(c, remote: str, local_pattern: str, **kw) -> str:
+    """Copy a folder of the login user's home out of the container (as one
+    tarball) into a host folder; `{name}` in the pattern is the container."""
+    import os
+    import tarfile
+    import tempfile
+
+    local = local_pattern.replace("{name}", getattr(c, "host", "local"))
+    archive = f"/tmp/atelier-fetch-{os.getpid()}.tar"
+    step(c, f"packing {remote}", f'cd "$PG_HOME" && tar -cf {archive} -C {shlex.quote(remote)} .', **kw)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            c.get(archive, os.path.join(tmp, "f.tar"))
+        finally:
+            step(c, "cleaning up", f"rm -f {archive}", **kw)
+        os.makedirs(local, exist_ok=True)
+        with tarfile.open(os.path.join(tmp, "f.tar")) as tar:
+            tar.extractall(local, filter="data")
+    return local

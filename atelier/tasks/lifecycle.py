@@ -1,10 +1,10 @@
-"""Images and containers: render, base, build, up, down, status."""
+"""The environment's life: render, base, build, up, down, status, hostkeys."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .common import SELECT_HELP, atelier_task, confirm, environment, locked
+from .common import SELECT_HELP, atelier_task, confirm, locked, selected_environment
 
 
 @atelier_task(help={**SELECT_HELP, "out": "folder to write into (default: rendered/)"})
@@ -13,7 +13,7 @@ def render(c, profile=None, os=None, pg=None, out="rendered"):
     from ..archive import write_tree
     from ..compose import render_all
 
-    env = environment(profile, os, pg)
+    env = selected_environment(c, profile, os, pg)
     files = render_all(env)
     write_tree(files, Path(out))
     print(f"wrote {len(files)} files for {env.selection.label} into {out}/")
@@ -25,7 +25,7 @@ def base(c, os=None):
     from ..build import ensure_base
     from ..engine import connect
 
-    env = environment(os=os) if os else environment()
+    env = selected_environment(c, os=os)
     client = connect()
     for os_name in (env.selection.oses if os else env.base_oses):
         ensure_base(client, env.settings, os_name)
@@ -37,7 +37,7 @@ def build(c, profile=None, os=None, pg=None, refresh=False):
     """Build the images of a selection: init before pg, in parallel where possible."""
     from ..build import build_all, summary_table
 
-    env = environment(profile, os, pg)
+    env = selected_environment(c, profile, os, pg)
     with locked(env.settings, "build"):
         results = build_all(env, env.images, refresh=refresh)
     print(summary_table(results))
@@ -54,7 +54,7 @@ def up(c, profile=None, os=None, pg=None, timeout=600):
     """Bring a selection up and wait until every server answers and standbys stream."""
     from ..engine import up as engine_up
 
-    env = environment(profile, os, pg)
+    env = selected_environment(c, profile, os, pg)
     with locked(env.settings, "up"):
         engine_up(env, timeout=float(timeout))
 
@@ -65,7 +65,7 @@ def down(c, volumes=False, yes=False):
     """Remove the project's containers and network; volumes stay unless --volumes."""
     from ..engine import down as engine_down
 
-    env = environment()
+    env = selected_environment(c)
     if volumes:
         confirm(f"delete every workspace and data volume of project {env.project}?", yes,
                 f"down --volumes deletes every workspace and data volume of project {env.project}; "
@@ -79,7 +79,7 @@ def hostkeys(c):
     """Read every running container's SSH host key through the engine and record it."""
     from ..engine import reread_host_keys
 
-    env = environment("full")
+    env = selected_environment(c, "full")
     with locked(env.settings, "hostkeys"):
         keys = reread_host_keys(env)
     print(f"recorded the host keys of {len(keys)} container(s)")
@@ -89,13 +89,11 @@ def hostkeys(c):
 def status(c):
     """A table of the project's containers: role, OS, major, address, state, health, streaming."""
     from ..engine import status as engine_status
+    from ..table import format_table
 
-    rows = engine_status(environment("full"))
+    rows = engine_status(selected_environment(c, "full"))
     if not rows:
         print("no containers; `inv up` starts the default profile")
         return
     headers = ("name", "role", "os", "major", "address", "state", "serves", "health", "streams")
-    table = [headers] + [tuple(getattr(r, h) for h in headers) for r in rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(headers))]
-    for row in table:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    print(format_table(headers, [tuple(getattr(r, h) for h in headers) for r in rows]))

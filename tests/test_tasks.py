@@ -1,0 +1,48 @@
+"""Tasks at the seam: run under Invoke's MockContext with settings of the
+test's choosing on c.config.atelier, and the command line's shape."""
+
+from __future__ import annotations
+
+import pytest
+from invoke import Config, MockContext
+from invoke.exceptions import Exit
+
+from atelier.tasks import lifecycle, namespace
+
+
+@pytest.fixture
+def context(settings):
+    return MockContext(config=Config(overrides={"atelier": {"settings": settings, "root": None}}))
+
+
+def test_render_runs_with_the_settings_it_is_given(context, settings, tmp_path):
+    lifecycle.render(context, profile="debian", out=str(tmp_path / "out"))
+    compose = (tmp_path / "out" / "compose.yml").read_text()
+    assert "debian13-pg17-standby" in compose and settings.subnet in compose
+    assert not (tmp_path / "out" / "containers" / "debian12-pg15-active" / "etc/atelier/roles.sql").exists()
+
+
+def test_a_bad_selection_is_one_line_before_any_engine(context):
+    with pytest.raises(Exit) as stopped:
+        lifecycle.up(context, pg="13")
+    assert stopped.value.code == 1
+    assert str(stopped.value.message) == "atelier: unknown PostgreSQL major '13' (did you mean 18, 17, 16?); " \
+                                         "valid: 14, 15, 16, 17, 18"
+
+
+def short_flags():
+    ns = namespace()
+    found = {}
+    for name in ns.task_names:
+        task = ns[name]
+        for argument in task.get_arguments():
+            long = argument.names[0]
+            for short in argument.names[1:]:
+                found.setdefault(short, set()).add(long)
+    return found
+
+
+def test_one_letter_means_one_thing_in_every_task():
+    found = short_flags()
+    assert all(len(longs) == 1 for longs in found.values()), found
+    assert found["t"] == {"target"} and found["u"] == {"user"} and found["y"] == {"yes"}
