@@ -200,12 +200,13 @@ def squid_proxy(client, env: Environment) -> dict:
             "buildargs": {"http_proxy": url, "HTTP_PROXY": url, "https_proxy": url, "HTTPS_PROXY": url}}
 
 
-def build_all(env: Environment, images: list[Image], say=print, refresh: bool = False) -> list[BuildResult]:
+def build_all(env: Environment, images: list[Image], say=print, refresh: bool = False,
+              client=None) -> list[BuildResult]:
     """Build `images`, each after its parent, up to build_jobs at once.
     `refresh` builds every step again (new packages), skipping no cache."""
     from .engine import connect
 
-    client = connect()
+    client = client or connect()
     settings = env.settings
     needed_bases = sorted({i.parent for i in images if i.parent.startswith("atelier-base:")})
     for base in needed_bases:

@@ -277,6 +277,34 @@ def _stop_and_remove(container, timeout: int = 30) -> None:
             raise
 
 
+@dataclass(frozen=True)
+class Found:
+    """What `up` needs to know of a container the engine has."""
+
+    config_hash: str | None
+    status: str
+    never_started: bool = False
+
+
+@dataclass
+class UpPlan:
+    remove: list[str]  # outside the selection (volumes stay)
+    recreate: list[str]  # what it runs changed, or its set-up may not have finished
+    create: list[str]  # in the model's order: everything recreated or missing
+    start: list[str]  # everything not running after that
+
+
+def plan_up(wanted: dict[str, str], found: dict[str, Found]) -> UpPlan:
+    """The changes that make the engine hold `wanted` (name -> config hash,
+    in the model's order), given what it holds. Pure."""
+    remove = [n for n in found if n not in wanted]
+    recreate = [n for n in found if n in wanted
+                and (found[n].config_hash != wanted[n] or found[n].never_started)]
+    create = [n for n in wanted if n not in found or n in recreate]
+    start = [n for n in wanted if n in create or found[n].status != "running"]
+    return UpPlan(remove, recreate, create, start)
+
+
 def up(env: Environment, say=print, timeout: float = 600) -> dict:
     """Make the engine match the environment, then wait until it is ready.
     Returns a summary dict (counts and seconds) for benchmarks and tests."""
@@ -291,46 +319,32 @@ def up(env: Environment, say=print, timeout: float = 600) -> dict:
     _check_ports(specs, existing)
     ensure_network(client, env)
 
-    # Containers the selection no longer holds go; their volumes stay.
-    stale = [existing.pop(n) for n in list(existing) if n not in specs]
-    changed = []
-    for name, container in existing.items():
-        if container.labels.get(CONFIG_LABEL) != specs[name].config_hash(ids[specs[name].image]) \
-                or never_started(container):
-            changed.append(container)
-    parallel_map(_stop_and_remove, stale + changed, workers=8)
-    for container in changed:
-        existing.pop(container.labels.get("atelier.name"))
-    if stale or changed:
-        say(f"removed {len(stale)} container(s) outside the selection, "
-            f"{len(changed)} to recreate (volumes kept)")
-
-    created = started_count = 0
-    to_start = []
-    for c in env.containers:
-        spec = specs[c.name]
-        container = existing.get(c.name)
-        if container is None:
-            container = _create(client, env, c, spec, spec.config_hash(ids[spec.image]))
-            created += 1
-        if container.status != "running":
-            to_start.append(container)
-    for container in to_start:
-        container.start()
-        started_count += 1
-    if created or started_count:
-        say(f"created {created}, started {started_count} container(s) on network {env.network}")
+    hashes = {name: spec.config_hash(ids[spec.image]) for name, spec in specs.items()}
+    plan = plan_up(hashes, {name: Found(c.labels.get(CONFIG_LABEL), c.status, never_started(c))
+                            for name, c in existing.items()})
+    parallel_map(_stop_and_remove, [existing.pop(n) for n in plan.remove + plan.recreate], workers=8)
+    if plan.remove or plan.recreate:
+        say(f"removed {len(plan.remove)} container(s) outside the selection, "
+            f"{len(plan.recreate)} to recreate (volumes kept)")
+    for container in env.containers:
+        if container.name in plan.create:
+            existing[container.name] = _create(client, env, container, specs[container.name],
+                                               hashes[container.name])
+    for name in plan.start:
+        existing[name].start()
+    if plan.create or plan.start:
+        say(f"created {len(plan.create)}, started {len(plan.start)} container(s) on network {env.network}")
 
     # Keys of containers that were kept stay recorded; new ones are recorded
     # as soon as they are read, so that a failed `up` can still be looked into.
-    record_host_keys(env.settings, {}, keep=set(existing))
+    record_host_keys(env.settings, {}, keep=set(existing) - set(plan.create))
     wait_ready(env, client, say, timeout)
     if any(c.role == "init" for c in env.containers):
         wait_ssh_entry(env, deadline=time.monotonic() + 60)
     seconds = time.monotonic() - started
     say(f"ready: {len(env.containers)} container(s) of {env.selection.label} in {seconds:.1f}s")
-    return {"created": created, "started": started_count, "removed": len(stale) + len(changed),
-            "seconds": seconds}
+    return {"created": len(plan.create), "started": len(plan.start),
+            "removed": len(plan.remove) + len(plan.recreate), "seconds": seconds}
 
 
 def wait_ready(env: Environment, client, say=print, timeout: float = 600) -> dict[str, Probe]:

@@ -73,3 +73,25 @@ def _interrupt():
     import _thread
 
     _thread.interrupt_main()
+
+
+from atelier.engine import Found, plan_up  # noqa: E402
+
+
+def test_up_with_nothing_changed_changes_nothing():
+    plan = plan_up({"a": "h1", "b": "h2"}, {"a": Found("h1", "running"), "b": Found("h2", "running")})
+    assert (plan.remove, plan.recreate, plan.create, plan.start) == ([], [], [], [])
+
+
+def test_up_removes_recreates_creates_and_starts_in_the_models_order():
+    wanted = {"haproxy": "h0", "init": "h1", "active": "h2", "standby": "h3", "standalone": "h4"}
+    found = {"old": Found("x", "running"),                     # another profile's: removed
+             "init": Found("h1-old", "running"),               # its image or settings changed
+             "active": Found("h2", "exited"),                  # stopped: started as it is
+             "standby": Found("h3", "created", never_started=True),  # cut-off set-up: made again
+             "haproxy": Found("h0", "running")}
+    plan = plan_up(wanted, found)
+    assert plan.remove == ["old"]
+    assert plan.recreate == ["init", "standby"]
+    assert plan.create == ["init", "standby", "standalone"]
+    assert plan.start == ["init", "active", "standby", "standalone"]
