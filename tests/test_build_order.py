@@ -11,7 +11,6 @@ import pytest
 
 from atelier import build
 from atelier.build import build_all
-from atelier.model import Environment, select
 
 
 class FakeAPI:
