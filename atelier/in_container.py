@@ -79,7 +79,11 @@ def get_source_distro(c, force: bool = False, **kw) -> None:
     step(c, "downloading the source package", 'tmp=$(mktemp -d) && cd "$tmp" && '
          'if [ "$PG_FAMILY" = rocky ]; then dnf -q download --source "postgresql$PG_MAJOR" && '
          'rpm2cpio ./*.src.rpm | cpio -idm --quiet "*.tar.bz2"; '
-         'else apt-get source --download-only -qq "postgresql-$PG_MAJOR"; fi && '
+         'else apt-get source --download-only -qq "postgresql-$PG_MAJOR" 2>/dev/null || '
+         # A mirror may list a security update's source and not carry it yet:
+         # then the release's own source of this major.
+         'apt-get source --download-only -qq -t "$(. /etc/os-release && echo "$VERSION_CODENAME")" '
+         '"postgresql-$PG_MAJOR"; fi && '
          f'mkdir -p "{SOURCE}" && tar -C "{SOURCE}" --strip-components=1 -xf '
          '"$(ls ./*.orig.tar.* ./postgresql-*.tar.bz2 2>/dev/null | head -n1)" && rm -rf "$tmp"', **kw)
 

@@ -269,7 +269,8 @@ def fan_out(session: Session, names: list[str], work, user: str | None = None,
             streams = {"out_stream": Prefixed(f"{name:<{width}} | ", out, lock),
                        "err_stream": Prefixed(f"{name:<{width}} ! ", err, lock)}
         try:
-            code, error = work(session.context(name, user or session.user_for(name)), **streams) or 0, ""
+            result = work(session.context(name, user or session.user_for(name)), **streams)
+            code, error = (result if isinstance(result, int) else 0), ""
         except StepFailed as exc:
             code, error = exc.code, f"{name}: {exc}"
         except AtelierError as exc:
