@@ -31,6 +31,25 @@ def timed(command: list[str], **kwargs) -> float:
     return time.perf_counter() - started
 
 
+def alternate(a, b, runs: int) -> tuple[list[float], list[float]]:
+    """Time two sides in turns (A B A B ...), so that a change in the
+    machine's load falls on both alike. Each side is a callable -> seconds."""
+    first, second = [], []
+    for _ in range(runs):
+        first.append(a())
+        second.append(b())
+    return first, second
+
+
+def compare(name_a: str, a: list[float], name_b: str, b: list[float], aim: str = "") -> float:
+    """Both sides' medians and their ratio, from the same run."""
+    report(name_a, a)
+    report(name_b, b)
+    ratio = statistics.median(a) / statistics.median(b)
+    print(f"ratio {name_a} / {name_b} (medians): {ratio:.2f}" + (f" (aim: {aim})" if aim else ""))
+    return ratio
+
+
 def report(name: str, samples: list[float], aim: str = "") -> None:
     print(f"{name}: median {statistics.median(samples):.3f}s, min {min(samples):.3f}s, "
           f"max {max(samples):.3f}s over {len(samples)} runs" + (f" (aim: {aim})" if aim else ""))

@@ -7,11 +7,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import report, timed
+from common import BENCH_ENV, alternate, compare, timed
 
 from atelier.model import Environment, select
 from atelier.settings import load_settings
-from common import BENCH_ENV
 
 env = Environment(load_settings(environ=BENCH_ENV), select())
 out = Path(tempfile.mkdtemp(prefix="atelier-render-"))
@@ -26,12 +25,10 @@ def plain():
 
 
 timed(["inv", "build"])
-runs = 5
-atelier = [timed(["inv", "build"]) for _ in range(runs)]
-docker = [plain() for _ in range(runs)]
-report("inv build (nothing changed)", atelier)
-report("docker build x%d (nothing changed)" % len(env.images), docker)
+plain()
+atelier, docker = alternate(lambda: timed(["inv", "build"]), plain, runs=9)
+compare("inv build (nothing changed)", atelier, "docker build -q x%d (nothing changed)" % len(env.images), docker,
+        "< 1.2")
 for image in env.images:
     timed(["docker", "rmi", f"bench-{image.name}"])
-print(f"ratio inv/docker (medians): {sorted(atelier)[runs // 2] / sorted(docker)[runs // 2]:.2f} (aim: < 1.2)")
 shutil.rmtree(out)
