@@ -16,12 +16,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .errors import AtelierError
-
-if TYPE_CHECKING:
-    from .settings import Settings
 
 LOCK_FILE = "lock"
 
@@ -197,11 +194,19 @@ def ensure_keys(state_dir: Path, project: str) -> Keys:
 # Every container's host key, read through the engine (a trusted channel) and
 # recorded here; connections accept no other.
 
-def known_hosts_path(settings: Settings) -> Path:
+class Reachable(Protocol):
+    """What known_hosts needs of the settings (settings.Settings has it)."""
+
+    state_dir: Path
+    keys: Keys
+    entry_address: tuple[str, int]
+
+
+def known_hosts_path(settings: Reachable) -> Path:
     return settings.state_dir / "known_hosts"
 
 
-def known_hosts_text(settings: Settings, host_keys: dict[str, str]) -> str:
+def known_hosts_text(settings: Reachable, host_keys: dict[str, str]) -> str:
     """The SSH entry's (shared bastion) key, then each container's key by name."""
     host, port = settings.entry_address
     lines = [f"[{host}]:{port} {settings.keys.bastion_public}"]
@@ -209,7 +214,7 @@ def known_hosts_text(settings: Settings, host_keys: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def recorded_keys(settings: Settings) -> dict[str, str]:
+def recorded_keys(settings: Reachable) -> dict[str, str]:
     """Container name -> host key, as recorded."""
     path = known_hosts_path(settings)
     if not path.exists():
@@ -218,7 +223,7 @@ def recorded_keys(settings: Settings) -> dict[str, str]:
             if len(words) >= 3 and not words[0].startswith(("[", "#"))}
 
 
-def record_host_keys(settings: Settings, host_keys: dict[str, str], keep=()) -> None:
+def record_host_keys(settings: Reachable, host_keys: dict[str, str], keep=()) -> None:
     """Record `host_keys`, keeping the recorded keys of the names in `keep`."""
     with short_lock(settings.state_dir, "known_hosts"):
         kept = {n: k for n, k in recorded_keys(settings).items() if n in set(keep)}
