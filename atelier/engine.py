@@ -121,25 +121,25 @@ def probe(container) -> Probe:
     return Probe(state, facts)
 
 
-def readiness(c: Container, p: Probe) -> tuple[bool, str]:
+def readiness(container: Container, p: Probe) -> tuple[bool, str]:
     """(ready, what is awaited or wrong) for one container of the model."""
     if p.state != "running":
         return False, f"container {p.state}"
-    if not c.systemd:
+    if not container.systemd:
         return True, "running"
     system = p.get("system")
     if system in ("initializing", "starting"):
         return False, f"systemd {system}"
     if p.get("sshd") != "active":
         return False, "sshd not active"
-    if not c.is_server:
+    if not container.is_server:
         return True, "ready"
     if p.get("setup") == "failed":
         return False, "FAILED: atelier-pg-setup (journalctl -u atelier-pg-setup)"
     if p.get("pg") != "ready":
-        return False, "seeding from active" if c.role == "standby" and p.get("setup") == "activating" \
+        return False, "seeding from active" if container.role == "standby" and p.get("setup") == "activating" \
             else "PostgreSQL not answering"
-    if c.role == "standby":
+    if container.role == "standby":
         if p.get("recovery") == "f":
             return True, "promoted: a primary now"
         if p.get("receiver") != "streaming":
@@ -216,7 +216,7 @@ def ensure_network(client, env: Environment):
     return network
 
 
-def _create(client, env: Environment, c: Container, spec: ContainerSpec, config_hash: str):
+def _create(client, env: Environment, container: Container, spec: ContainerSpec, config_hash: str):
     import docker
     from docker.types import EndpointConfig, Ulimit
 
@@ -224,7 +224,7 @@ def _create(client, env: Environment, c: Container, spec: ContainerSpec, config_
         try:
             client.volumes.get(volume)
         except docker.errors.NotFound:
-            client.volumes.create(volume, labels={PROJECT_LABEL: env.project, "atelier.name": c.name})
+            client.volumes.create(volume, labels={PROJECT_LABEL: env.project, "atelier.name": container.name})
     mounts = {v: {"bind": m, "mode": "rw"} for v, m in spec.volumes}
     mounts.update({h: {"bind": m, "mode": mode} for h, m, mode in spec.binds})
     kwargs = dict(
@@ -235,7 +235,7 @@ def _create(client, env: Environment, c: Container, spec: ContainerSpec, config_
         detach=True,
         network=env.network,
         networking_config={env.network: EndpointConfig(
-            client.api._version, ipv4_address=spec.address, aliases=[c.name])},
+            client.api._version, ipv4_address=spec.address, aliases=[container.name])},
         extra_hosts=dict(spec.extra_hosts),
         ports={f"{port}/tcp": (spec.bind, host) for port, host in spec.ports},
         volumes=mounts,
@@ -247,17 +247,17 @@ def _create(client, env: Environment, c: Container, spec: ContainerSpec, config_
     )
     if spec.cgroupns:
         kwargs["cgroupns"] = spec.cgroupns
-    container = client.containers.create(spec.image, **kwargs)
+    created = client.containers.create(spec.image, **kwargs)
     try:
-        files = runtime_files(env, c)
+        files = runtime_files(env, container)
         if files:
-            container.put_archive("/", tar_bytes(files, folders=False))
+            created.put_archive("/", tar_bytes(files, folders=False))
     except BaseException:
         # Without its files (keys, secrets, haproxy.cfg) the container is not
         # what its config label says: never leave it for the next `up`.
-        container.remove(force=True)
+        created.remove(force=True)
         raise
-    return container
+    return created
 
 
 def never_started(container) -> bool:

@@ -38,10 +38,10 @@ class ContainerSpec:
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
-def container_spec(env: Environment, c: Container, cgroup_version: int) -> ContainerSpec:
+def container_spec(env: Environment, container: Container, cgroup_version: int) -> ContainerSpec:
     settings = env.settings
     systemd_needs = {}
-    if c.systemd:
+    if container.systemd:
         # systemd as PID 1 without --privileged (see ENGINE.md): its own /run
         # and /tmp, SYS_PTRACE for gdb and valgrind. On cgroup v1 it needs no
         # more (the host's cgroup tree is mounted read-only). On cgroup v2 it
@@ -55,23 +55,23 @@ def container_spec(env: Environment, c: Container, cgroup_version: int) -> Conta
             binds=binds, cgroupns=cgroupns, tmpfs=("/run", "/run/lock", "/tmp"),
             cap_add=caps, stop_signal="SIGRTMIN+3",
         )
-    files = runtime_files(env, c)
+    files = runtime_files(env, container)
     return ContainerSpec(
-        name=env.docker_name(c),
-        hostname=c.name,
-        image=c.image.name,
-        address=c.address,
-        labels=env.labels(c),
+        name=env.docker_name(container),
+        hostname=container.name,
+        image=container.image.name,
+        address=container.address,
+        labels=env.labels(container),
         bind=settings.bind_address,
-        ports=c.ports,
-        extra_hosts=c.hosts,
-        volumes=tuple((env.volume_name(c, key), mount) for key, mount in c.volumes),
+        ports=container.ports,
+        extra_hosts=container.hosts,
+        volumes=tuple((env.volume_name(container, key), mount) for key, mount in container.volumes),
         binds=systemd_needs.get("binds", ()),
         tmpfs=systemd_needs.get("tmpfs", ()),
         cap_add=systemd_needs.get("cap_add", ()),
-        privileged=settings.privileged and c.systemd,
+        privileged=settings.privileged and container.systemd,
         cgroupns=systemd_needs.get("cgroupns", ""),
-        ulimits=env.ulimits if c.systemd else {},
+        ulimits=env.ulimits if container.systemd else {},
         stop_signal=systemd_needs.get("stop_signal", ""),
         files=tuple(sorted((p, hashlib.sha256(data).hexdigest()) for p, (data, _) in files.items())),
     )
