@@ -106,7 +106,7 @@ def unpack_uploaded(c, remote_tarball: str, force: bool = False, **kw) -> None:
 def _empty_source(c, force: bool, **kw) -> None:
     if force:
         step(c, "moving the old source tree aside", f'if [ -e "{SOURCE}" ]; then '
-             f'kept="{WORKSPACE}/.replaced-$(date +%Y%m%d-%H%M%S)" && mkdir -p "$kept" && mv "{SOURCE}" "$kept"/ && '
+             f'kept=$(mktemp -d "{WORKSPACE}/.replaced-$(date +%Y%m%d-%H%M%S)-XXXX") && mv "{SOURCE}" "$kept"/ && '
              'echo "the old source tree is kept in $kept/postgres"; fi', **kw)
     step(c, "checking the workspace", f'[ ! -e "{SOURCE}" ] || [ -z "$(ls -A "{SOURCE}")" ] || '
          f'{{ echo "{SOURCE} is not empty: keep it, or add --force to replace it" >&2; exit 4; }}', **kw)
@@ -397,7 +397,7 @@ def replace_workspace(c, archive: str, **kw) -> str:
          f'rm -rf "{staging}" && mkdir -p "{staging}" && tar -C "{staging}" -xf {shlex.quote(archive)} '
          f'|| {{ code=$?; rm -rf "{staging}"; exit $code; }}', **kw)
     result = step(c, "swapping it in",
-                  f'kept="{WORKSPACE}/.replaced-$(date +%Y%m%d-%H%M%S)" && mkdir "$kept" && '
+                  f'kept=$(mktemp -d "{WORKSPACE}/.replaced-$(date +%Y%m%d-%H%M%S)-XXXX") && '
                   f'for f in "{WORKSPACE}"/* "{WORKSPACE}"/.[!.]* "{WORKSPACE}"/..?*; do '
                   '[ -e "$f" ] || [ -L "$f" ] || continue; '
                   'case "${f##*/}" in .ccache|.atelier-sync|.replaced-*) continue;; esac; '

@@ -84,10 +84,10 @@ def test_git_clean_is_a_dry_run_unless_told():
 
 
 def test_workspace_replacement_unpacks_beside_then_moves_the_old_tree_aside():
-    ctx = context(**{"mkdir \"\\$kept\"": "/var/lib/postgresql/workspace/.replaced-1\n"})
+    ctx = context(**{"kept=\\$\\(mktemp -d": "/var/lib/postgresql/workspace/.replaced-1\n"})
     kept = in_container.replace_workspace(ctx, "/tmp/w.tar")
     unpack, swap = commands(ctx)
     assert "tar -C \"$PG_HOME/workspace/.atelier-sync\" -xf /tmp/w.tar" in unpack
     assert "rm -rf \"$PG_HOME/workspace/.atelier-sync\"; exit $code" in unpack  # a failed unpack leaves it
-    assert "rm -rf" not in swap.split("mkdir \"$kept\"")[1].replace("rm -f /tmp/w.tar", "")
+    assert "rm -rf" not in swap.split("kept=$(mktemp -d")[1].replace("rm -f /tmp/w.tar", "")
     assert kept == "/var/lib/postgresql/workspace/.replaced-1"
