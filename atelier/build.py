@@ -221,6 +221,7 @@ def build_all(env: Environment, images: list[Image], say=print, refresh: bool = 
         with lock:
             say(line)
 
+    inspect = Inspected(client)
     results: dict[str, BuildResult] = {}
     pending, running = list(images), {}
     names = {i.name for i in images}
@@ -238,8 +239,8 @@ def build_all(env: Environment, images: list[Image], say=print, refresh: bool = 
                     continue
                 pending.remove(image)
                 context = tar_bytes(build_context(image, settings))
-                key = build_key(client, image, context)
-                if not refresh and current_key(client, image.name) == key:
+                key = build_key(inspect, image, context)
+                if not refresh and current_key(inspect, image.name) == key:
                     results[image.name] = BuildResult(image.name, 0.0, "cached")
                     log(f"[{image.name}] unchanged")
                     continue
@@ -250,6 +251,7 @@ def build_all(env: Environment, images: list[Image], say=print, refresh: bool = 
                 continue
             for future in wait_any(running):
                 image = running.pop(future)
+                inspect.forget(image.name)
                 result = results[image.name] = future.result()
                 log(f"[{image.name}] {result.outcome} in {result.seconds:.1f}s"
                     + (f": {result.error}" if result.error else ""))
@@ -259,21 +261,38 @@ def build_all(env: Environment, images: list[Image], say=print, refresh: bool = 
 KEY_LABEL = "atelier.build-key"
 
 
-def build_key(client, image: Image, context: bytes) -> str:
+class Inspected:
+    """Image inspections of one build run, each asked of the engine once
+    (a parent is also an image of the run); forgotten when rebuilt."""
+
+    def __init__(self, client):
+        self.client, self.known = client, {}
+
+    def __call__(self, name: str) -> dict | None:
+        import docker
+
+        if name not in self.known:
+            try:
+                self.known[name] = self.client.api.inspect_image(name)
+            except docker.errors.ImageNotFound:
+                self.known[name] = None
+        return self.known[name]
+
+    def forget(self, name: str) -> None:
+        self.known.pop(name, None)
+
+
+def build_key(inspect: Inspected, image: Image, context: bytes) -> str:
     """What Docker's layer cache keys an image on: its parent image and its
     build context (Dockerfile and files). Equal keys mean a build would only
-    reuse cached layers, so it can be skipped without asking the engine."""
-    parent = client.api.inspect_image(image.parent)["Id"]
+    reuse cached layers, so it can be skipped without building."""
+    parent = inspect(image.parent)["Id"]
     return hashlib.sha256(parent.encode() + b"\0" + context).hexdigest()[:32]
 
 
-def current_key(client, name: str) -> str | None:
-    import docker
-
-    try:
-        return (client.api.inspect_image(name)["Config"].get("Labels") or {}).get(KEY_LABEL)
-    except docker.errors.ImageNotFound:
-        return None
+def current_key(inspect: Inspected, name: str) -> str | None:
+    found = inspect(name)
+    return (found["Config"].get("Labels") or {}).get(KEY_LABEL) if found else None
 
 
 def summary_table(results: list[BuildResult]) -> str:
