@@ -80,7 +80,10 @@ def test_git_helpers_act_on_every_repository_in_the_workspace(environ):
 
 
 def test_configure_dry_run_prints_the_rewritten_line(environ):
-    line = inv(environ, "pg.configure", "-t", BUILDER, "--mode", "debug", "--dry-run").stdout.strip()
+    shown = inv(environ, "pg.configure", "-t", BUILDER, "--mode", "debug", "--dry-run").stdout.strip()
+    # What would be removed (nothing yet: a fresh tarball, not a git clone), then the line.
+    assert shown.splitlines()[0] == "would remove 0 build output path(s)"
+    line = shown.splitlines()[-1]
     assert line.startswith("./configure ")
     assert "--enable-cassert" in line and "--enable-debug" in line and "-Og" in line
     assert "-O2" not in line and "--runstatedir" not in line and "_FORTIFY_SOURCE" not in line
