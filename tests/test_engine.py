@@ -69,6 +69,13 @@ def project_volumes(client, prefix=""):
 
 
 # ---- debian12 / PostgreSQL 15 -------------------------------------------------------
+# Each test brings up what it needs (up is idempotent: a second one changes
+# nothing and takes a second), so that any test runs alone or in any order.
+
+def up_debian12(environ, settings) -> dict:
+    inv(environ, "build", "--os", "debian12", "--pg", "15")
+    return engine.up(Environment(settings, select(os="debian12", pg="15")), say=print)
+
 
 def test_build_debian12(environ):
     run = inv(environ, "build", "--os", "debian12", "--pg", "15")
@@ -77,7 +84,8 @@ def test_build_debian12(environ):
 
 
 def test_up_brings_every_server_up_and_the_standby_streaming(environ, settings, client):
-    summary = engine.up(Environment(settings, select(os="debian12", pg="15")), say=print)
+    inv(environ, "down")
+    summary = up_debian12(environ, settings)
     assert summary["created"] == 7
     for name in ("debian12-pg15-active", "debian12-pg15-standby", "debian12-pg15-standalone"):
         assert psql(client, settings, name, "select current_user, version()").startswith("experdba|PostgreSQL 15")
@@ -85,17 +93,19 @@ def test_up_brings_every_server_up_and_the_standby_streaming(environ, settings, 
     assert psql(client, settings, "debian12-pg15-active", "select pg_is_in_recovery()") == "f"
 
 
-def test_a_row_written_on_the_active_appears_on_its_standby(settings, client):
+def test_a_row_written_on_the_active_appears_on_its_standby(environ, settings, client):
+    up_debian12(environ, settings)
     psql(client, settings, "debian12-pg15-active",
-         "create table survives(note text); insert into survives values ('written on active')")
+         "create table if not exists streamed(note text); insert into streamed values ('written on active')")
     assert wait_for(lambda: try_psql(client, settings, "debian12-pg15-standby",
-                                     "select note from survives") == "written on active")
+                                     "select distinct note from streamed") == "written on active")
     slots = psql(client, settings, "debian12-pg15-active",
                  "select slot_name, active from pg_replication_slots")
     assert slots == "debian12_pg15_standby|t"
 
 
-def test_passwords_are_required_and_pg_hba_is_limited(settings, client):
+def test_passwords_are_required_and_pg_hba_is_limited(environ, settings, client):
+    up_debian12(environ, settings)
     container = client.containers.get(f"{PROJECT}-debian12-pg15-active")
     wrong = container.exec_run(["psql", "-h", "127.0.0.1", "-U", "experdba", "-d", "experdb", "-c", "select 1"],
                                environment={"PGPASSWORD": "wrong"})
@@ -104,7 +114,8 @@ def test_passwords_are_required_and_pg_hba_is_limited(settings, client):
     assert "172.29.0.0/16" in hba and "0.0.0.0/0" not in hba and "trust" not in hba.replace("# ", "")
 
 
-def test_status_reports_every_container(environ):
+def test_status_reports_every_container(environ, settings):
+    up_debian12(environ, settings)
     run = inv(environ, "status")
     rows = {line.split()[0]: line for line in run.stdout.splitlines()[1:]}
     assert set(rows) == {"haproxy", "apache2", "squid", "debian12-init", "debian12-pg15-active",
@@ -114,17 +125,22 @@ def test_status_reports_every_container(environ):
     assert re.search(r"running\s+primary\s+ready", rows["debian12-pg15-active"])
 
 
-def test_the_ssh_port_answers_through_haproxy_on_loopback_only(settings):
+def test_the_ssh_port_answers_through_haproxy_on_loopback_only(environ, settings):
+    up_debian12(environ, settings)
     with socket.create_connection(("127.0.0.1", settings.ssh_port), timeout=5) as s:
         assert s.recv(64).startswith(b"SSH-2.0-OpenSSH")
 
 
-def test_second_up_changes_nothing(settings):
+def test_second_up_changes_nothing(environ, settings):
+    up_debian12(environ, settings)
     summary = engine.up(Environment(settings, select(os="debian12", pg="15")), say=print)
     assert (summary["created"], summary["started"], summary["removed"]) == (0, 0, 0)
 
 
 def test_workspace_and_data_survive_down_and_up(environ, settings, client):
+    up_debian12(environ, settings)
+    psql(client, settings, "debian12-pg15-active", "drop table if exists survives; "
+         "create table survives(note text); insert into survives values ('written on active')")
     active = client.containers.get(f"{PROJECT}-debian12-pg15-active")
     wrote = active.exec_run(["sh", "-c", "echo my patch > ~/workspace/patch.diff"], user="postgres")
     assert wrote.exit_code == 0
@@ -142,6 +158,7 @@ def test_workspace_and_data_survive_down_and_up(environ, settings, client):
 # ---- switching to debian13 / PostgreSQL 17 ------------------------------------------
 
 def test_switch_to_debian13_keeps_debian12_volumes(environ, settings, client):
+    up_debian12(environ, settings)
     inv(environ, "build", "--os", "debian13", "--pg", "17")
     engine.up(Environment(settings, select(os="debian13", pg="17")), say=print)
     names = set(engine.project_containers(client, PROJECT))
@@ -149,13 +166,14 @@ def test_switch_to_debian13_keeps_debian12_volumes(environ, settings, client):
     assert f"{PROJECT}-debian12-pg15-active-workspace" in project_volumes(client)
     for name in ("debian13-pg17-active", "debian13-pg17-standby", "debian13-pg17-standalone"):
         assert psql(client, settings, name, "show server_version_num")[:2] == "17"
-    psql(client, settings, "debian13-pg17-active", "create table t17 as select 17 as n")
+    psql(client, settings, "debian13-pg17-active", "drop table if exists t17; create table t17 as select 17 as n")
     assert wait_for(lambda: try_psql(client, settings, "debian13-pg17-standby", "select n from t17") == "17")
 
 
-def test_no_secret_or_private_key_in_any_image_layer(settings, client):
-    """Every layer of every image the tests built: no password, no private key
+def test_no_secret_or_private_key_in_any_image_layer(environ, settings, client):
+    """Every layer of every image the tests build: no password, no private key
     of atelier's, no host key, TLS key or user key file."""
+    inv(environ, "build", "--profile", "debian")
     secrets = [settings.superuser_password.encode(), settings.replication_password.encode(),
                settings.keys.bastion_private.encode()[40:120],
                settings.keys.client_key_path.read_bytes()[40:120]]

@@ -37,8 +37,32 @@ def sql(environ, query: str, target: str = BUILDER) -> str:
     return inv(environ, "run", "-t", target, "--", "psql", "-XAtc", query).stdout.strip()
 
 
+# Each test makes the state it needs unless an earlier one left it, so that any
+# test runs alone or in any order, and in file order nothing is built twice.
+
+def ensure_source(environ):
+    if inv(environ, "run", "-t", BUILDER, "--", "test -x ~/workspace/postgres/configure", check=False).returncode:
+        inv(environ, "workspace.get", "distro", "-t", BUILDER)
+
+
+def ensure_debug_build(environ):
+    """A tree configured in a debug mode (debug, valgrind or coverage: all
+    -ggdb with assertions), built, and installed into the running service."""
+    ensure_source(environ)
+    newest = inv(environ, "run", "-t", BUILDER, "--", "cd ~/workspace/postgres && ls -t .atelier-configure.* "
+                 "2>/dev/null | grep -v packaged | head -n1", check=False).stdout.strip()
+    built = inv(environ, "run", "-t", BUILDER, "--", "test -x ~/workspace/postgres/src/backend/postgres",
+                check=False).returncode == 0
+    if newest not in (".atelier-configure.debug", ".atelier-configure.valgrind", ".atelier-configure.coverage") \
+            or not built or sql(environ, "show debug_assertions") != "on":
+        inv(environ, "pg.configure", "-t", BUILDER, "--mode", "debug")
+        inv(environ, "pg.make", "-t", BUILDER, *FAST)
+        inv(environ, "pg.install", "-t", BUILDER)
+        inv(environ, "pg.restart", "-t", BUILDER)
+
+
 def test_source_from_the_distribution_archive(environ):
-    inv(environ, "workspace.get", "distro", "-t", BUILDER)
+    ensure_source(environ)
     listing = inv(environ, "run", "-t", BUILDER, "--", "ls ~/workspace/postgres").stdout.split()
     assert {"configure", "src", "contrib", "GNUmakefile.in"} <= set(listing)
     again = inv(environ, "workspace.get", "distro", "-t", BUILDER, check=False)
@@ -47,6 +71,7 @@ def test_source_from_the_distribution_archive(environ):
 
 
 def test_workspace_sync_copies_another_role_and_keeps_the_cache(environ):
+    ensure_source(environ)
     standby = "debian12-pg15-standby"
     inv(environ, "run", "-t", standby, "--", "mkdir -p ~/workspace/.ccache ~/workspace/stale && "
         "touch ~/workspace/.ccache/mine")
@@ -80,9 +105,10 @@ def test_git_helpers_act_on_every_repository_in_the_workspace(environ):
 
 
 def test_configure_dry_run_prints_the_rewritten_line(environ):
+    ensure_source(environ)
     shown = inv(environ, "pg.configure", "-t", BUILDER, "--mode", "debug", "--dry-run").stdout.strip()
-    # What would be removed (nothing yet: a fresh tarball, not a git clone), then the line.
-    assert shown.splitlines()[0] == "would remove 0 build output path(s)"
+    # What would be removed (a tarball, not a git clone: make distclean once configured), then the line.
+    assert re.fullmatch(r"would remove [01] build output path\(s\)", shown.splitlines()[0])
     line = shown.splitlines()[-1]
     assert line.startswith("./configure ")
     assert "--enable-cassert" in line and "--enable-debug" in line and "-Og" in line
@@ -91,7 +117,7 @@ def test_configure_dry_run_prints_the_rewritten_line(environ):
 
 
 def test_debug_build_runs_in_the_packaged_service(environ):
-    assert sql(environ, "show debug_assertions") == "off"
+    ensure_source(environ)
     inv(environ, "pg.configure", "-t", BUILDER, "--mode", "debug")
     kept = inv(environ, "run", "-t", BUILDER, "--", "cat ~/workspace/postgres/.atelier-configure.debug").stdout
     assert "--enable-cassert" in kept
@@ -108,6 +134,7 @@ def test_debug_build_runs_in_the_packaged_service(environ):
 
 
 def test_a_login_shell_rebuilds_from_the_cache_pg_make_filled(environ):
+    ensure_debug_build(environ)
     # Both the object (gcc through ccache's PATH wrappers) and the JIT bitcode
     # (the packaged $(CLANG), an absolute path) must come from the cache, and
     # the shell's locale must match the helpers' since ccache hashes it.
@@ -128,6 +155,7 @@ def test_kill_then_start(environ):
 
 
 def test_core_dump_of_the_running_build(environ):
+    ensure_debug_build(environ)
     # gcore makes a real core of the postmaster without killing it.
     pid = inv(environ, "run", "-t", BUILDER, "--", "bash -lc 'head -n1 $PGDATA/postmaster.pid'").stdout.strip()
     inv(environ, "run", "-t", BUILDER, "--", f"gcore -o /tmp/core {pid} >/dev/null 2>&1")
@@ -144,6 +172,7 @@ def test_core_dump_of_the_running_build(environ):
 
 
 def test_check_runs_one_suite(environ):
+    ensure_debug_build(environ)
     run = inv(environ, "pg.check", "-t", BUILDER, "--suite", "contrib/cube")
     assert "All 2 tests passed." in run.stdout  # cube and cube_sci, PostgreSQL 15's pg_regress
     wrong = inv(environ, "pg.check", "-t", BUILDER, "--suite", "regres", check=False)
@@ -153,6 +182,7 @@ def test_check_runs_one_suite(environ):
 
 
 def test_make_failure_names_the_step_and_exit_code(environ):
+    ensure_debug_build(environ)
     broken = "~/workspace/postgres/src/backend/utils/adt/int.c"
     inv(environ, "run", "-t", BUILDER, "--", f"cp {broken} /tmp/int.c && echo '#error atelier test' >> {broken}")
     try:
@@ -165,6 +195,7 @@ def test_make_failure_names_the_step_and_exit_code(environ):
 
 
 def test_valgrind_mode_serves_queries_and_leaves_per_pid_logs(environ, tmp_path):
+    ensure_source(environ)
     inv(environ, "pg.configure", "-t", BUILDER, "--mode", "valgrind")
     inv(environ, "pg.make", "-t", BUILDER, *FAST)
     inv(environ, "pg.install", "-t", BUILDER)
@@ -182,6 +213,7 @@ def test_valgrind_mode_serves_queries_and_leaves_per_pid_logs(environ, tmp_path)
 
 
 def test_coverage_report_arrives_on_the_host_and_on_apache(environ, tmp_path):
+    ensure_source(environ)
     inv(environ, "pg.configure", "-t", BUILDER, "--mode", "coverage")
     inv(environ, "pg.make", "-t", BUILDER, *FAST)
     inv(environ, "pg.install", "-t", BUILDER)
