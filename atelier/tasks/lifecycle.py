@@ -27,8 +27,9 @@ def base(c, os=None):
 
     env = selected_environment(c, os=os)
     client = connect()
-    for os_name in (env.selection.oses if os else env.base_oses):
-        ensure_base(client, env.settings, os_name)
+    with locked(env.settings, "base"):
+        for os_name in (env.selection.oses if os else env.base_oses):
+            ensure_base(client, env.settings, os_name)
 
 
 @atelier_task(help={**SELECT_HELP, "refresh": "build every step again, for new packages "
