@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .engine import connect
 from .errors import AtelierError
 from .matrix import OSES
 from .model import Environment, Image, base_image_name
@@ -204,8 +205,6 @@ def build_all(env: Environment, images: list[Image], say=print, refresh: bool = 
               client=None) -> list[BuildResult]:
     """Build `images`, each after its parent, up to build_jobs at once.
     `refresh` builds every step again (new packages), skipping no cache."""
-    from .engine import connect
-
     client = client or connect()
     settings = env.settings
     needed_bases = sorted({i.parent for i in images if i.parent.startswith("atelier-base:")})

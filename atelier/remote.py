@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from .errors import AtelierError, StepFailed, choice_error
+from .model import Environment, select
 from .parallel import parallel_map
 from .settings import Settings
 from .state import known_hosts_path, recorded_keys
@@ -199,8 +200,6 @@ class Session:
     Closing it (it is a context manager) closes every connection it opened."""
 
     def __init__(self, settings: Settings):
-        from .model import Environment, select
-
         self.settings = settings
         self.model = Environment(settings, select("full"))
         self._gateway = None
