@@ -19,6 +19,7 @@ from .parallel import parallel_map
 from .archive import tar_bytes
 from .runtime import runtime_files
 from .spec import ContainerSpec, container_spec
+from .ssh_config import write_ssh_config
 from .state import record_host_keys, short_lock, write_file
 
 CONFIG_LABEL = "atelier.config"
@@ -348,6 +349,7 @@ def up(env: Environment, say=print, timeout: float = 600) -> dict:
     # Keys of containers that were kept stay recorded; new ones are recorded
     # as soon as they are read, so that a failed `up` can still be looked into.
     record_host_keys(env.settings, {}, keep=set(existing) - set(plan.create))
+    write_ssh_config(env)
     wait_ready(env, client, say, timeout)
     if any(c.role == "init" for c in env.containers):
         wait_ssh_entry(env, deadline=time.monotonic() + 60)
@@ -374,6 +376,7 @@ def wait_ready(env: Environment, client, say=print, timeout: float = 600) -> dic
                  if probes[n].get("hostkey") not in ("-", "") and recorded.get(n) != probes[n].get("hostkey")}
         if fresh:
             record_host_keys(env.settings, fresh, keep=set(containers))
+            write_ssh_config(env)
             recorded.update(fresh)
         for name in names:
             ready, why = readiness(pending[name], probes[name])
@@ -440,6 +443,7 @@ def down(env: Environment, remove_volumes: bool = False, say=print) -> dict:
         for volume in volumes:
             volume.remove()
     record_host_keys(env.settings, {})  # nothing left to reach but the entry
+    write_ssh_config(env)
     say(f"removed {len(containers)} container(s)" + (f" and {len(volumes)} volume(s)" if remove_volumes
                                                      else "; volumes kept"))
     return {"containers": len(containers), "volumes": len(volumes)}
@@ -466,6 +470,7 @@ def reread_host_keys(env: Environment) -> dict[str, str]:
     probes = dict(zip(containers, parallel_map(probe, containers.values())))
     keys = {n: p.get("hostkey") for n, p in probes.items() if p.get("hostkey") not in ("-", "")}
     record_host_keys(env.settings, keys)
+    write_ssh_config(env)
     return keys
 
 

@@ -155,6 +155,19 @@ def _parse_list(value, what: str, choices, convert=str) -> tuple:
     return tuple(sorted(items, key=list(choices).index))
 
 
+def profile_named(word: str) -> str:
+    """A profile by its name, or by the one profile it begins or is part of,
+    as the original's docker-reload matched them; several is an error."""
+    if word in PROFILES:
+        return word
+    matches = [p for p in PROFILES if p.startswith(word)] or [p for p in PROFILES if word in p]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise AtelierError(f"profile {word!r} matches {', '.join(matches)}; give more of its name")
+    raise choice_error("profile", word, PROFILES)
+
+
 def select(profile: str | None = None, os: str | None = None, pg=None) -> Selection:
     """Resolve the user's --profile / --os / --pg into a Selection.
 
@@ -164,9 +177,7 @@ def select(profile: str | None = None, os: str | None = None, pg=None) -> Select
     if profile and (os or pg):
         raise AtelierError("give either --profile or --os/--pg, not both")
     if profile:
-        if profile not in PROFILES:
-            raise choice_error("profile", profile, PROFILES)
-        return PROFILES[profile]
+        return PROFILES[profile_named(profile)]
     if not os and not pg:
         return PROFILES["default"]
     oses = _parse_list(os, "OS", OSES) if os else tuple(OSES)

@@ -228,3 +228,22 @@ def record_host_keys(settings: Reachable, host_keys: dict[str, str], keep=()) ->
     with short_lock(settings.state_dir, "known_hosts"):
         kept = {n: k for n, k in recorded_keys(settings).items() if n in set(keep)}
         write_file(known_hosts_path(settings), known_hosts_text(settings, {**kept, **host_keys}))
+
+
+# ---- the last selection ------------------------------------------------------------------
+
+def remember_selection(state_dir: Path, options: dict) -> None:
+    """The --profile/--os/--pg that the last successful `up` used."""
+    import json
+
+    write_file(state_dir / "selection.json", json.dumps(options, sort_keys=True) + "\n")
+
+
+def last_selection(state_dir: Path) -> dict:
+    import json
+
+    try:
+        options = json.loads((state_dir / "selection.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in options.items() if k in ("profile", "os", "pg") and isinstance(v, str)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from . import db, git, lifecycle, pg, remote, workspace
+from . import db, git, lifecycle, pg, remote, tmux, workspace
 from .common import CONFIG_DEFAULTS
 
 
@@ -16,7 +16,7 @@ def namespace(root: str | None = None) -> Collection:
     ns = Collection.from_module(lifecycle)
     for name, task in Collection.from_module(remote).tasks.items():
         ns.add_task(task, name)
-    for module, name in ((pg, "pg"), (db, "db"), (git, "git"), (workspace, "workspace")):
+    for module, name in ((pg, "pg"), (db, "db"), (git, "git"), (workspace, "workspace"), (tmux, "tmux")):
         ns.add_collection(Collection.from_module(module), name)
     ns.configure({"atelier": {**CONFIG_DEFAULTS["atelier"], "root": root}})
     return ns

@@ -108,6 +108,16 @@ def _load(root):
     return load_settings(Path(root) if root else None)
 
 
+def remembered_environment(c, profile=None, os=None, pg=None):
+    """The selection given, else the one the last `up` used, else the
+    default profile; and the options that name it (to remember after up)."""
+    from ..state import last_selection
+
+    given = {k: v for k, v in (("profile", profile), ("os", os), ("pg", pg)) if v}
+    options = given or last_selection(settings_of(c).state_dir)
+    return selected_environment(c, **options), options
+
+
 def selected_environment(c, profile=None, os=None, pg=None):
     """The model of the selection that --profile/--os/--pg name."""
     from ..model import Environment, select
@@ -138,7 +148,8 @@ def confirm(question: str, yes: bool, refusal: str) -> None:
 
 
 SELECT_HELP = {
-    "profile": "a named profile: default, pg14..pg18, an OS name, full, develop",
+    "profile": "a profile or the start of its name: default, debian, distro, pg14..pg18, an OS name, full, "
+               "develop (with no option: the selection the last up used)",
     "os": "OS name(s), comma-separated: rocky8, rocky9, ubuntu22, ubuntu24, debian12, debian13",
     "pg": "PostgreSQL major(s), comma-separated: 14..18",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import SELECT_HELP, atelier_task, confirm, locked, selected_environment
+from .common import SELECT_HELP, atelier_task, confirm, locked, remembered_environment, selected_environment
 
 
 @atelier_task(help={**SELECT_HELP, "out": "folder to write into (default: rendered/)"})
@@ -35,10 +35,10 @@ def base(c, os=None):
 @atelier_task(help={**SELECT_HELP, "refresh": "build every step again, for new packages "
                                                "(security fixes); by default unchanged images are kept"})
 def build(c, profile=None, os=None, pg=None, refresh=False):
-    """Build the images of a selection: init before pg, in parallel where possible."""
+    """Build the images of a selection (default: the last one brought up): init before pg, in parallel."""
     from ..build import build_all, summary_table
 
-    env = selected_environment(c, profile, os, pg)
+    env, _ = remembered_environment(c, profile, os, pg)
     with locked(env.settings, "build"):
         results = build_all(env, env.images, refresh=refresh)
     print(summary_table(results))
@@ -52,12 +52,20 @@ def build(c, profile=None, os=None, pg=None, refresh=False):
 
 @atelier_task(help={**SELECT_HELP, "timeout": "seconds to wait for readiness (default 600)"})
 def up(c, profile=None, os=None, pg=None, timeout=600):
-    """Bring a selection up and wait until every server answers and standbys stream."""
-    from ..engine import up as engine_up
+    """Bring a selection up (default: the last one) and wait until servers answer and standbys stream."""
+    bring_up(c, profile, os, pg, timeout)
 
-    env = selected_environment(c, profile, os, pg)
+
+def bring_up(c, profile=None, os=None, pg=None, timeout=600):
+    """`inv up`: the selection given, else the last one; remembered when ready."""
+    from ..engine import up as engine_up
+    from ..state import remember_selection
+
+    env, options = remembered_environment(c, profile, os, pg)
     with locked(env.settings, "up"):
         engine_up(env, timeout=float(timeout))
+        remember_selection(env.settings.state_dir, options)
+    return env
 
 
 @atelier_task(help={"volumes": "also delete workspaces and data volumes (asks first)",

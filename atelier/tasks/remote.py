@@ -70,3 +70,14 @@ def _transfer(c, target, user, action) -> None:
         if LOCAL in names:
             raise AtelierError("put/get copy between this host and containers; `local` is not one")
         finish(fan_out(session, names, lambda ctx, **streams: action(ctx, ctx.host), user))
+
+
+@atelier_task(name="ssh-config")
+def ssh_config(c):
+    """Write .state/<project>/ssh_config (plain ssh, tmux, VS Code) and print the Include line for ~/.ssh/config."""
+    from ..ssh_config import write_ssh_config
+    from .common import selected_environment
+
+    path = write_ssh_config(selected_environment(c, "full"))
+    print(f"wrote {path}; add this line at the top of ~/.ssh/config to use it everywhere:")
+    print(f"Include {path}")

@@ -1,0 +1,69 @@
+"""An OpenSSH config for the environment, so that plain `ssh <container>`,
+tmux panes and VS Code's Remote-SSH go the way `inv run` goes: HAProxy on
+the host, an init container as jump host, then the container; atelier's key,
+host keys pinned in atelier's known_hosts, and one master connection per
+host kept open for the next command."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .model import Environment, select
+from .state import known_hosts_path, recorded_keys, write_file
+
+
+def entry_alias(project: str) -> str:
+    return f"atelier-{project}-entry"
+
+
+def control_path(state_dir: Path) -> str:
+    """Unix sockets take paths of at most ~100 bytes: the state folder when
+    it is short enough, else /tmp (per user); %C is a 40-character hash."""
+    if len(str(state_dir)) + len("/cm-") + 40 < 100:
+        return f"{state_dir}/cm-%C"
+    return f"/tmp/atelier-{os.getuid()}-%C"
+
+
+def ssh_config_text(env: Environment, names: list[str]) -> str:
+    settings = env.settings
+    host, port = settings.entry_address
+    entry = entry_alias(env.project)
+    model = {c.name: c for c in env.containers}
+    lines = [f"# Written by atelier for project {env.project}; `inv ssh-config` writes it again.",
+             f"# Use it with `ssh -F {settings.state_dir / 'ssh_config'} <container>`, or add to ~/.ssh/config:",
+             f"#   Include {settings.state_dir / 'ssh_config'}",
+             "",
+             f"Host {entry}",
+             f"    HostName {host}",
+             f"    Port {port}",
+             "    User atelier",
+             f"    HostKeyAlias [{host}]:{port}",
+             ""]
+    for name in names:
+        if name in model:
+            lines += [f"Host {name}", f"    User {model[name].login_user}", f"    ProxyJump {entry}", ""]
+    lines += [f"Host {entry} {' '.join(n for n in names if n in model)}".rstrip(),
+              f"    IdentityFile {settings.keys.client_key_path}",
+              "    IdentitiesOnly yes",
+              f"    UserKnownHostsFile {known_hosts_path(settings)}",
+              "    StrictHostKeyChecking yes",
+              "    ControlMaster auto",
+              f"    ControlPath {control_path(settings.state_dir)}",
+              "    ControlPersist 10m",
+              "    ServerAliveInterval 30",
+              ""]
+    return "\n".join(lines)
+
+
+def ssh_config_path(env: Environment) -> Path:
+    return env.settings.state_dir / "ssh_config"
+
+
+def write_ssh_config(env: Environment) -> Path:
+    """Write the config for every container whose host key is recorded
+    (whichever selection it belongs to)."""
+    path = ssh_config_path(env)
+    everything = Environment(env.settings, select("full"))
+    write_file(path, ssh_config_text(everything, list(recorded_keys(env.settings))), 0o600)
+    return path
