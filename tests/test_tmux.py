@@ -76,7 +76,8 @@ def test_a_window_per_role_a_pane_per_container_each_a_login_shell(environ, serv
     assert [key for _, key in seen["standby"]] == ["debian12-pg15-standby"]
     assert [key for _, key in seen["services"]] == ["status", "haproxy-log", "apache2-log", "squid-log"]
     pane = seen["active"][0][0]
-    assert "p@d12-p15-a:~$" in screen(server, pane)  # postgres, in its home, the original's prompt
+    # postgres, in its workspace (its login goes there), and the original's prompt
+    assert "p@d12-p15-a:~/workspace$" in screen(server, pane)
     assert "a@d12-init-i:~$" in screen(server, seen["init"][0][0])
     option = lambda name: server.cmd("show-options", "-v", "-t", f"={PROJECT}:", name).stdout  # noqa: E731
     assert option("mouse") == ["on"] and option("history-limit") == ["10000"]
