@@ -8,7 +8,11 @@ shell; ../shared/bench/tmux-layout60.yml), each on a tmux server of its own.
   nothing changed, against the original script when its path is given:
   python3 bench/tmux.py [--original PATH/tmux-session.py]
   (the original calls `docker compose ps`; a stub that lists no service
-  stands in for it, which only makes the original faster).
+  stands in for it, which only makes the original faster);
+- with --containers (the debian profile's images built): `inv tmux
+  --no-attach` with no session until every pane shows its prompt, and
+  `ssh <container> true` through the generated config with its master
+  connection warm, against a cold `inv run -t <container> -- true`.
 """
 
 import argparse
@@ -103,9 +107,47 @@ def whole_processes(original: str | None):
     shutil.rmtree(stub, ignore_errors=True)
 
 
+def with_containers():
+    import libtmux
+
+    from common import BENCH_ENV, env, timed
+
+    from atelier.settings import load_settings
+    from atelier.tmux import wait_for_prompts
+
+    socket = f"atelierbench-{os.getpid()}"
+    environ = {**env(), "ATELIER_TMUX_SOCKET": socket}
+    subprocess.run(["inv", "build", "--profile", "debian"], cwd=ROOT, env=environ, check=True, capture_output=True)
+    subprocess.run(["inv", "up", "--profile", "debian"], cwd=ROOT, env=environ, check=True, capture_output=True)
+    server = libtmux.Server(socket_name=socket)
+    try:
+        runs = []
+        for _ in range(3):
+            if server.is_alive():
+                server.kill()
+            started = time.perf_counter()
+            subprocess.run(["inv", "tmux", "--no-attach"], cwd=ROOT, env=environ, check=True, capture_output=True)
+            wait_for_prompts(server, BENCH_ENV["ATELIER_PROJECT"], "@d1", timeout=120)
+            runs.append(time.perf_counter() - started)
+        report("inv tmux --no-attach, debian profile, no session, until every pane's prompt", runs)
+        config = str(load_settings(environ=BENCH_ENV).state_dir / "ssh_config")
+        target = "debian12-pg15-active"
+        timed(["ssh", "-F", config, target, "true"])  # the master connection starts
+        warm, cold = alternate(lambda: timed(["ssh", "-F", config, target, "true"]),
+                               lambda: timed(["inv", "run", "-t", target, "--", "true"]), RUNS)
+        compare("ssh through ssh_config, master warm", warm, "inv run, fresh process", cold)
+    finally:
+        if server.is_alive():
+            server.kill()
+        subprocess.run(["inv", "down", "--volumes", "--yes"], cwd=ROOT, env=environ, capture_output=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--original", help="path of the original's tmux-session.py")
+    parser.add_argument("--containers", action="store_true", help="also time inv tmux and ssh with containers")
     arguments = parser.parse_args()
     in_process()
     whole_processes(arguments.original)
+    if arguments.containers:
+        with_containers()
