@@ -95,15 +95,21 @@ def plan(session: str, layout: Layout, seen: list[SeenWindow], window_options: l
     """What to kill, add, respawn and move so that `session` shows `layout`.
     Live panes of wanted keys are kept (same id, scrollback intact); dead
     ones are respawned in place. A session that already matches gives an
-    empty plan. `window_options` are set on every window atelier makes."""
+    empty plan. `window_options` are set on every window atelier makes.
+    Panes atelier did not make (a shell, a pgbench the user started there)
+    are never killed, nor are the windows that hold them."""
     out = Plan()
     wanted = dict(layout.windows)
     seen_by_name: dict[str, SeenWindow] = {}
-    for window in seen:  # windows not wanted, or a second of one name, go
+    for window in seen:  # atelier's panes in windows not wanted (or a second of one name) go
         if window.name in wanted and window.name not in seen_by_name:
             seen_by_name[window.name] = window
-        else:
+        elif all(pane.key for pane in window.panes):
             out.add("kill-window", "-t", window.window_id, count="kill")
+        else:
+            for pane in window.panes:
+                if pane.key:
+                    out.add("kill-pane", "-t", pane.pane_id, count="kill")
     final_order = [w.name for w in seen if seen_by_name.get(w.name) is w]
     for name, panes in layout.windows:
         window = seen_by_name.get(name)
@@ -123,20 +129,26 @@ def plan(session: str, layout: Layout, seen: list[SeenWindow], window_options: l
 
 
 def _reconcile_window(out: Plan, window: SeenWindow, panes: tuple[PaneSpec, ...]) -> bool:
-    """Make one existing window show `panes`; False when none of its panes
-    can be kept (the window is then made anew)."""
+    """Make one existing window show `panes`; False when it holds nothing
+    to keep (the window is then made anew)."""
     keys = [p.key for p in panes]
     kept: dict[str, SeenPane] = {}
     gone = []
     for pane in window.panes:
         if pane.key in keys and pane.key not in kept:
             kept[pane.key] = pane
-        else:
+        elif pane.key:
             gone.append(pane)  # not wanted here, or a second pane of one key
-    if not kept:
+    foreign = [pane for pane in window.panes if not pane.key]
+    if not kept and not foreign:
         return False
     for pane in gone:
         out.add("kill-pane", "-t", pane.pane_id, count="kill")
+    if not kept:  # only the user's own panes: atelier's go after them, in order
+        for spec in reversed(panes):
+            out.add("split-window", "-d", "-t", foreign[-1].pane_id, spec.start_command, count="add")
+            out.add("select-layout", "-t", window.window_id, "tiled")
+        return True
     in_order = [kept[k] for k in keys if k in kept]
     for pane in in_order:
         if pane.dead:

@@ -65,11 +65,24 @@ def test_swapped_panes_and_windows_are_put_back_in_order():
     assert ["move-window", "-a", "-d", "-s", "=s:active", "-t", "=s:init"] in steps.commands
 
 
-def test_a_second_window_of_one_name_and_panes_not_ours_go():
+def test_a_second_window_of_one_name_goes_but_the_users_own_panes_stay():
     have = seen(init=["i1"]) + [SeenWindow("@9", "init", (SeenPane("%x", "i1", False),))]
     have[0] = SeenWindow("@0", "init", (SeenPane("%i1", "i1", False), SeenPane("%shell", None, False)))
     steps = run(layout(init=["i1"]), have)
-    assert ["kill-window", "-t", "@9"] in steps.commands and ["kill-pane", "-t", "%shell"] in steps.commands
+    assert ["kill-window", "-t", "@9"] in steps.commands
+    assert not any("%shell" in c for c in steps.commands)
+
+
+def test_a_window_the_user_made_stays_and_atelier_panes_join_one_that_holds_theirs():
+    have = [SeenWindow("@0", "scratch", (SeenPane("%pgbench", None, False),)),
+            SeenWindow("@1", "active", (SeenPane("%mine", None, False),)),
+            SeenWindow("@2", "gone", (SeenPane("%old", "old", False), SeenPane("%keep", None, False)))]
+    steps = run(layout(active=["a1", "a2"]), have)
+    assert not any("%pgbench" in c or "%mine" in c or "%keep" in c for c in steps.commands if c[0].startswith("kill"))
+    assert ["kill-pane", "-t", "%old"] in steps.commands
+    splits = [c for c in steps.commands if c[0] == "split-window"]
+    assert [c[c.index("-t") + 1] for c in splits] == ["%mine", "%mine"]
+    assert [c[-1].split()[0] for c in splits] == ["ATELIER_PANE=a2", "ATELIER_PANE=a1"]
 
 
 def test_a_new_session_sets_its_options_before_its_panes():
