@@ -181,6 +181,9 @@ def test_bad_input_is_one_line(environ):
     assert several.stderr.strip() == "atelier: profile 'pg1' matches pg14, pg15, pg16, pg17, pg18; give more of its name"
     unknown = inv(environ, "tmux.reload", "--profile", "zzz", "--no-attach", check=False)
     assert unknown.returncode == 1 and unknown.stderr.startswith("atelier: unknown profile 'zzz'")
+    nothing = inv({**environ, "ATELIER_PROJECT": "ateliertest-none"}, "tmux", "--no-attach", check=False)
+    assert nothing.returncode == 1
+    assert nothing.stderr.startswith("atelier: no container of project ateliertest-none is running")
     no_tmux = inv({**environ, "PATH": "/nonexistent"}, "tmux", "--no-attach", check=False)
     assert no_tmux.returncode == 1
     assert no_tmux.stderr.strip() == "atelier: tmux is not installed; `apt-get install tmux` (or dnf), then try again"

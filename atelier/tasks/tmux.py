@@ -42,6 +42,11 @@ def reconcile_session(c):
     config = str(write_ssh_config(env))
     servers_and_inits = [container for container in env.containers if container.systemd and container.name in running]
     services = [container.name for container in env.containers if not container.systemd and container.name in running]
+    if not servers_and_inits:
+        from ..errors import AtelierError
+
+        raise AtelierError(f"no container of project {env.project} is running, so a session would be empty; "
+                           "`inv up` (or `inv tmux.reload --profile P`) first")
     commands = services_commands(_status_command(c), env.project, services)
     layout = container_layout(servers_and_inits, config, commands)
     return server, env.project, reconcile(server, env.project, layout)
