@@ -4,19 +4,19 @@ about names or addresses itself."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import socket
 import sys
 import time
 import warnings
-import dataclasses
-import json
 from dataclasses import dataclass
 
+from .archive import tar_bytes
 from .errors import AtelierError
 from .model import NOFILE, PROJECT_LABEL, Container, Environment
 from .parallel import parallel_map
-from .archive import tar_bytes
 from .runtime import runtime_files
 from .spec import ContainerSpec, container_spec
 from .ssh_config import write_ssh_config
@@ -66,15 +66,16 @@ def connect():
     return client
 
 
-def cgroup_version(client) -> int:
-    return int(client.info().get("CgroupVersion") or 1)
+def cgroup_version(info: dict) -> int:
+    """From the engine's info (`client.info()`)."""
+    return int(info.get("CgroupVersion") or 1)
 
 
-def nofile_ceiling(client, env: Environment, image: str) -> int:
+def nofile_ceiling(client, env: Environment, image: str, engine_id: str) -> int:
     """The highest nofile limit a container of this engine may have: the
     hard limit its containers get by default (the engine's own), read once
-    per engine with a throwaway container and kept in the state folder."""
-    engine_id = client.info().get("ID", "")
+    per engine (its info's ID) with a throwaway container and kept in the
+    state folder."""
     path = env.settings.state_dir / "engine.json"
     with short_lock(env.settings.state_dir, "engine"):
         try:
@@ -179,7 +180,7 @@ def _published_ports(container) -> set[int]:
     return {int(b["HostPort"]) for items in bindings.values() for b in (items or []) if b.get("HostPort")}
 
 
-def _check_before_changes(client, env: Environment, existing: dict, ids: dict) -> None:
+def _check_images(env: Environment, ids: dict) -> None:
     """Everything that could make `up` fail half-way, checked before any change."""
     missing = sorted({c.image.name for c in env.containers} - set(ids))
     if missing:
@@ -321,11 +322,13 @@ def up(env: Environment, say=print, timeout: float = 600) -> dict:
     Returns a summary dict (counts and seconds) for benchmarks and tests."""
     started = time.monotonic()
     client = connect()
-    cgroup = cgroup_version(client)
+    info = client.info()
+    cgroup = cgroup_version(info)
     existing = project_containers(client, env.project)
     ids = image_ids(client, {c.image.name for c in env.containers})
-    _check_before_changes(client, env, existing, ids)
-    env = dataclasses.replace(env, nofile_ceiling=nofile_ceiling(client, env, env.containers[0].image.name))
+    _check_images(env, ids)
+    env = dataclasses.replace(env, nofile_ceiling=nofile_ceiling(client, env, env.containers[0].image.name,
+                                                                 info.get("ID", "")))
     specs = {c.name: container_spec(env, c, cgroup) for c in env.containers}
     _check_ports(specs, existing)
     ensure_network(client, env)

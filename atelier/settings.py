@@ -46,6 +46,7 @@ class Settings:
     ubuntu_mirror: str = "http://archive.ubuntu.com/ubuntu"
     build_tries: int = 10
     build_jobs: int = 2
+    tmux_socket: str = ""  # a tmux -L socket name; "" for the user's own server
     state_dir: Path = Path(".state/atelier")
     keys: Keys | None = None
 
@@ -197,5 +198,6 @@ def parse_settings(env: dict, root: Path) -> Settings:
         build_tries=_int(env, "ATELIER_BUILD_TRIES", 10, 1, 100),
         # Builds wait on mirrors as much as on cores: two per core, at most four.
         build_jobs=_int(env, "ATELIER_BUILD_JOBS", min(4, 2 * (os.cpu_count() or 1)), 1, 64),
+        tmux_socket=env.get("ATELIER_TMUX_SOCKET", ""),
         state_dir=state_dir,
     )

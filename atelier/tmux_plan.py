@@ -16,7 +16,6 @@ from .matrix import ROLES, SERVICES
 
 MARK = "ATELIER_PANE"
 MARK_PATTERN = re.compile(rf"^{MARK}=(\S+) ")
-WINDOWS = ROLES + ("services",)  # init, active, standby, standalone, services
 
 
 @dataclass(frozen=True)

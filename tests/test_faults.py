@@ -257,7 +257,7 @@ def test_a_second_up_waits_for_the_lock_then_gives_up_in_one_line(environ, setti
 def test_a_container_whose_set_up_was_cut_off_is_made_again(environ, settings, client, monkeypatch):
     env = Environment(settings, select())
     standalone = env.container(STANDALONE)
-    spec_of = lambda e: engine.container_spec(e, standalone, engine.cgroup_version(client))  # noqa: E731
+    spec_of = lambda e: engine.container_spec(e, standalone, engine.cgroup_version(client.info()))  # noqa: E731
     docker(client, STANDALONE).remove(force=True)
 
     # An interrupt between create and the copy of its files: the container goes.
@@ -270,7 +270,7 @@ def test_a_container_whose_set_up_was_cut_off_is_made_again(environ, settings, c
     # the right config label, but got none of its files and never started.
     monkeypatch.setattr(engine, "runtime_files", lambda *_: {})
     image_id = client.images.get(standalone.image.name).id
-    ceiling = engine.nofile_ceiling(client, env, standalone.image.name)
+    ceiling = engine.nofile_ceiling(client, env, standalone.image.name, client.info()["ID"])
     import dataclasses
 
     spec = spec_of(dataclasses.replace(env, nofile_ceiling=ceiling))

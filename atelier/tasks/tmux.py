@@ -8,13 +8,13 @@ import os
 import shlex
 import sys
 
-from .common import SELECT_HELP, atelier_task, remembered_environment, selected_environment
+from .common import SELECT_HELP, atelier_task, remembered_environment, selected_environment, settings_of
 
 
 def _server(c):
     from ..tmux import tmux_server
 
-    return tmux_server(os.environ.get("ATELIER_TMUX_SOCKET") or None)
+    return tmux_server(settings_of(c).tmux_socket or None)
 
 
 def _status_command(c) -> str:
