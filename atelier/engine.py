@@ -146,17 +146,21 @@ def readiness(container: Container, p: Probe) -> tuple[bool, str]:
         return False, "sshd not active"
     if not container.is_server:
         return True, "ready"
+    if p.get("fenced") == "yes":
+        return True, f"fenced by a failover: stopped until `inv db.rejoin -t {container.name}`"
     if p.get("setup") == "failed":
         return False, "FAILED: atelier-pg-setup (journalctl -u atelier-pg-setup)"
     if p.get("pg") != "ready":
         return False, "seeding from active" if container.role == "standby" and p.get("setup") == "activating" \
             else "PostgreSQL not answering"
-    if container.role == "standby":
-        if p.get("recovery") == "f":
-            return True, "promoted: a primary now"
+    # The server's own word on its role: after a switchover or failover the
+    # container's name no longer says it.
+    if p.get("recovery") == "t" or (container.role == "standby" and p.get("recovery") != "f"):
         if p.get("receiver") != "streaming":
             return False, f"standby not streaming ({p.get('receiver')})"
         return True, "streaming"
+    if container.role == "standby":
+        return True, "promoted: a primary now"
     if p.get("roles") == "failed":
         return False, "FAILED: atelier-pg-roles (journalctl -u atelier-pg-roles)"
     if p.get("roles") != "active":
@@ -461,8 +465,8 @@ class StatusRow:
     address: str
     state: str
     serves: str  # primary or standby, as the server itself says (pg_is_in_recovery)
+    follows: str  # a standby's primary, by its container name, and whether it streams
     health: str
-    streams: str
 
 
 def reread_host_keys(env: Environment) -> dict[str, str]:
@@ -492,14 +496,16 @@ def status(env: Environment) -> list[StatusRow]:
             health = "ready" if ready else why
         except AtelierError:  # a container of another selection
             health = "outside selection"
-        streams = ""
-        if labels.get("atelier.role") == "standby" and p.get("recovery") != "f":
-            streams = "yes" if p.get("receiver") == "streaming" else f"no ({p.get('receiver')})"
+        follows = "-"
+        if p.get("recovery") == "t":
+            upstream = env.upstream_name(name, p.get("upstream"))
+            receiver = p.get("receiver")
+            follows = upstream if receiver == "streaming" else f"{upstream}(not-streaming:{receiver})"
         nets = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
         address = next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), "-")
         serves = {"t": "standby", "f": "primary"}.get(p.get("recovery"), "-")
         return StatusRow(name, labels.get("atelier.role", "?"), labels.get("atelier.os", "?"),
-                         labels.get("atelier.major", "-"), address, p.state, serves, health, streams)
+                         labels.get("atelier.major", "-"), address, p.state, serves, follows, health)
 
     order = {c.name: i for i, c in enumerate(env.containers)}
     rows = parallel_map(row, containers.items())

@@ -15,6 +15,7 @@ from .matrix import (MAJORS, OSES, PG_ROLES, ROLE_PROMPT, ROLES, SERVICE_OCTETS,
 from .settings import Settings
 
 IMAGE_PREFIX = "atelier"
+REPLICATED_ROLES = ("active", "standby")
 PROJECT_LABEL = "atelier.project"
 
 @dataclass(frozen=True)
@@ -316,5 +317,35 @@ class Environment:
         ceiling = self.nofile_ceiling
         return {"nofile": (min(NOFILE[0], ceiling), min(NOFILE[1], ceiling)), "core": (-1, -1)}
 
-    def replication_slot(self, standby: Container) -> str:
-        return standby.name.replace("-", "_")
+    def replication_slot(self, server: Container) -> str:
+        """The slot a server streams through, and the name it gives its
+        primary (cluster_name, so application_name): the same, so that
+        pg_stat_replication, the slot and synchronous_standby_names agree."""
+        return server.name.replace("-", "_")
+
+    # replication pairs -----------------------------------------------------
+    def server_name(self, os_name: str, major: int, role: str) -> str:
+        return f"{os_name}-pg{major}-{role}"
+
+    def partner(self, name: str) -> Container:
+        """The other server of an active/standby pair (whichever now serves)."""
+        server = self.container(name)
+        if server.role not in REPLICATED_ROLES:
+            raise AtelierError(f"{name} is the {server.role} server, in no replication pair; "
+                               "pairs are <os>-pg<major>-active and -standby")
+        other = "standby" if server.role == "active" else "active"
+        return self.container(self.server_name(server.os, server.major, other))
+
+    def name_at(self, address: str) -> str | None:
+        for c in self.containers:
+            if c.address == address:
+                return c.name
+        return None
+
+    def upstream_name(self, name: str, host: str) -> str:
+        """The container a server of `name`'s group reaches as `host`: one of
+        its own group's aliases (active, standby) or an address."""
+        server = self.container(name)
+        if host in PG_ROLES and server.major:
+            return self.server_name(server.os, server.major, host)
+        return self.name_at(host) or host

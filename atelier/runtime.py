@@ -42,7 +42,11 @@ SELECT 'CREATE DATABASE experdb OWNER experdba' WHERE NOT EXISTS (SELECT FROM pg
 
 
 def pgpass(settings: Settings) -> str:
-    return f"*:*:*:repluser:{pgpass_field(settings.replication_password)}\n"
+    """The postgres user's ~/.pgpass in every server: repluser for streaming,
+    experdba for what one server asks of another (pg_rewind, pg_dump of a
+    partner, a subscription's connection): no password in argv or conninfo."""
+    return (f"*:*:*:repluser:{pgpass_field(settings.replication_password)}\n"
+            f"*:*:*:experdba:{pgpass_field(settings.superuser_password)}\n")
 
 
 def atelier_env(env: Environment, container: Container) -> str:

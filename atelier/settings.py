@@ -48,6 +48,7 @@ class Settings:
     build_jobs: int = 2
     tmux_socket: str = ""  # a tmux -L socket name; "" for the user's own server
     state_dir: Path = Path(".state/atelier")
+    backup_dir: Path = Path("backups")  # db.backup and db.basebackup write here, on this host
     keys: Keys | None = None
 
     @property
@@ -181,6 +182,7 @@ def parse_settings(env: dict, root: Path) -> Settings:
         base_images[name] = value
 
     state_dir = Path(env.get("ATELIER_STATE_DIR") or root / ".state" / project)
+    backup_dir = Path(env.get("ATELIER_BACKUP_DIR") or root / "backups")
 
     return Settings(
         project=project,
@@ -200,4 +202,5 @@ def parse_settings(env: dict, root: Path) -> Settings:
         build_jobs=_int(env, "ATELIER_BUILD_JOBS", min(4, 2 * (os.cpu_count() or 1)), 1, 64),
         tmux_socket=env.get("ATELIER_TMUX_SOCKET", ""),
         state_dir=state_dir,
+        backup_dir=backup_dir,
     )

@@ -123,7 +123,7 @@ def test_reseed_asks_first_then_makes_a_standby_again(environ):
     inv(environ, "up")
     assert sql(environ, STANDBY, "select pg_is_in_recovery()") == "t"
     assert sql(environ, STANDBY, "select to_regclass('after_promotion') is null") == "t"
-    assert wait_for(lambda: status_rows(environ)[STANDBY][-1] == "yes", timeout=30)
+    assert wait_for(lambda: status_rows(environ)[STANDBY][7] == ACTIVE, timeout=30)  # follows
 
 
 # ---- 2. cleaning a source tree removes build output only ----------------------------

@@ -91,7 +91,7 @@ def test_roles_sql_quotes_passwords(settings):
     sql = roles_sql(tricky)
     assert "PASSWORD 'a''b;DROP';" in sql
     assert "experdba WITH LOGIN SUPERUSER" in sql and "repluser WITH LOGIN REPLICATION" in sql
-    assert pgpass(tricky) == "*:*:*:repluser:x\\:y\\\\z\n"
+    assert pgpass(tricky) == "*:*:*:repluser:x\\:y\\\\z\n*:*:*:experdba:a'b;DROP\n"
 
 
 def test_haproxy_round_robins_over_the_selected_inits(make_env):

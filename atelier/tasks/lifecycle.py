@@ -104,5 +104,5 @@ def status(c):
     if not rows:
         print("no containers; `inv up` starts the default profile")
         return
-    headers = ("name", "role", "os", "major", "address", "state", "serves", "health", "streams")
+    headers = ("name", "role", "os", "major", "address", "state", "serves", "follows", "health")
     print(format_table(headers, [tuple(getattr(r, h) for h in headers) for r in rows]))
