@@ -493,7 +493,8 @@ def status(env: Environment) -> list[StatusRow]:
         try:
             c = env.container(name)
             ready, why = readiness(c, p)
-            health = "ready" if ready else why
+            # A fenced server counts as ready (up does not wait for it), and says why it is down.
+            health = why if not ready or p.get("fenced") == "yes" else "ready"
         except AtelierError:  # a container of another selection
             health = "outside selection"
         follows = "-"
