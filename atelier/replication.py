@@ -314,9 +314,10 @@ CRASH_RECOVERY = ('state=$(LC_ALL=C pg_controldata "$PGDATA" | sed -n "s/^Databa
                   'rm -f "$log" ;; esac')
 
 
-def rejoin(session, name: str, say, ask) -> Pair:
+def rejoin(session, name: str, say, ask, fresh: bool = False) -> Pair:
     """Make the old primary `name` a standby of its partner, which serves
-    now: pg_rewind, or (after `ask`) a fresh copy with pg_basebackup."""
+    now: pg_rewind, or (after `ask`) a fresh copy with pg_basebackup, at
+    once when `fresh`."""
     model = session.model
     server = model.container(name)
     new = model.partner(name).name
@@ -332,19 +333,25 @@ def rejoin(session, name: str, say, ask) -> Pair:
         raise AtelierError(f"{name} is up as a primary beside {new}; stop it first "
                            f"(`inv pg.stop -t {name}`), then db.rejoin rewinds it")
     new_alias, slot = model.container(new).role, model.replication_slot(server)
+    if fresh:
+        ask(f"replace the data of {name} with a fresh copy of {new} (pg_basebackup)?",
+            f"db.rejoin --fresh replaces the data of {name} with a copy of {new}; add --yes to confirm")
     step(old_ctx, "stopping it", 'systemctl stop "$PG_SERVICE"', sudo=True)
     step(old_ctx, "making sure it was shut down cleanly", CRASH_RECOVERY)
-    say(f"rewinding {name} to {new}'s timeline (pg_rewind)")
-    source = f"host={new_alias} port=5432 user=experdba dbname=postgres"
-    rewound = old_ctx.run(f'. /etc/atelier/pg.env; "$PG_BINDIR/pg_rewind" --target-pgdata="$PGDATA" '
-                          f'--source-server={shlex.quote(source)} 2>&1', warn=True, hide=True, in_stream=False)
-    for line in rewound.stdout.strip().splitlines()[-3:]:
-        say(line)
-    if rewound.exited != 0:
+    rewound = None
+    if not fresh:
+        say(f"rewinding {name} to {new}'s timeline (pg_rewind)")
+        source = f"host={new_alias} port=5432 user=experdba dbname=postgres"
+        rewound = old_ctx.run(f'. /etc/atelier/pg.env; "$PG_BINDIR/pg_rewind" --target-pgdata="$PGDATA" '
+                              f'--source-server={shlex.quote(source)} 2>&1', warn=True, hide=True, in_stream=False)
+        for line in rewound.stdout.strip().splitlines()[-3:]:
+            say(line)
+    if not fresh and rewound.exited != 0:
         ask(f"pg_rewind could not rewind {name}; copy it afresh from {new} with pg_basebackup, "
             f"replacing its data?",
             f"pg_rewind could not rewind {name}; `inv db.rejoin -t {name} --yes` copies it afresh "
             f"from {new} with pg_basebackup, replacing its data")
+    if fresh or rewound.exited != 0:
         say(f"copying {name} afresh from {new} (pg_basebackup)")
         step(old_ctx, "copying it afresh",
              f'echo {shlex.quote(new_alias + " " + slot)} > "$PG_DATA_MOUNT/{SEED_MARKER}" && '

@@ -95,15 +95,16 @@ def failover(c, target=None, yes=False):
 
 
 @atelier_task(help={"target": "the old primary (fenced by db.failover, or stopped)",
-                    "yes": "if pg_rewind cannot rewind it, copy it afresh without asking"})
-def rejoin(c, target=None, yes=False):
+                    "yes": "if pg_rewind cannot rewind it (or with --fresh), copy it afresh without asking",
+                    "fresh": "copy it afresh with pg_basebackup instead of rewinding (asks first)"})
+def rejoin(c, target=None, yes=False, fresh=False):
     """Bring an old primary back as a standby of the new one: pg_rewind, or a fresh copy after asking."""
     from ..replication import rejoin as rejoin_server
 
     with session(c) as current:
         name = one_target(current, target)
         with locked(current.settings, "db.rejoin"):
-            pair = rejoin_server(current, name, say, asker(yes))
+            pair = rejoin_server(current, name, say, asker(yes), fresh)
     print(f"{pair.standby} streams from {pair.primary}")
 
 
