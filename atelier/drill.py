@@ -141,7 +141,9 @@ def drill(session, kind: str, standby: str, primary: str, synchronous: bool, say
                             in_stream=False, warn=True)
     killed_at = promoted_at = None
     try:
-        wait_for(lambda: count_rows(pctx, run) >= 50, 30, 0.2)
+        if not wait_for(lambda: count_rows(pctx, run) >= 50, 30, 0.2):
+            raise AtelierError(f"the writer committed fewer than 50 rows on {primary} in 30 s; nothing was "
+                               "changed (can experdba log in over the network? `inv db.replication`)")
         if kind == "switchover":
             switchover(session, standby, say)
         else:

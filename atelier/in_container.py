@@ -366,31 +366,18 @@ def git_clean(c, dry_run: bool = True, **kw) -> None:
         step(c, "git clean", _each_repo("git clean -xdf"), **kw)
 
 
-# ---- the standby's data ------------------------------------------------------------------
-
-def reseed(c, **kw) -> None:
-    """Throw away a standby's data and copy it again from its active
-    (pg_basebackup, by atelier-pg-setup). Only on the user's word: boot
-    code never empties a cluster."""
-    step(c, "checking the role", '. /etc/atelier/atelier.env; [ "$ATELIER_ROLE" = standby ] || '
-         '{ echo "$ATELIER_NAME is not a standby container: only a standby is seeded from its active" >&2; '
-         'exit 3; }', **kw)
-    step(c, "stopping the server", 'systemctl stop "$PG_SERVICE"', sudo=True, **kw)
-    step(c, "seeding from the active", 'touch "$PG_DATA_MOUNT/.atelier-seeding" && '
-         'timeout 900 systemctl restart atelier-pg-setup.service', sudo=True, **kw)
-    step(c, "starting the server", 'systemctl start "$PG_SERVICE"', sudo=True, **kw)
-
-
 # ---- workspace --------------------------------------------------------------------------
 
 WORKSPACE = "$PG_HOME/workspace"
-# Kept out of a copy: the build cache, a copy in progress, trees a sync replaced.
-NOT_COPIED = (".ccache", ".atelier-sync", ".replaced-*")
+# Kept out of a copy, and left in place by one: the build cache, a copy in
+# progress, trees a sync replaced, and VS Code's configs (they name this
+# container's own programs and paths).
+NOT_COPIED = (".ccache", ".atelier-sync", ".replaced-*", ".vscode")
 
 
 def pack_workspace(c, archive: str, **kw) -> None:
     """A tarball of ~/workspace; refuses an empty one (it would empty the target)."""
-    skip = " ".join(f"-e {shlex.quote(p)}" for p in (".ccache", ".atelier-sync"))
+    skip = " ".join(f"-e {shlex.quote(p)}" for p in (".ccache", ".atelier-sync", ".vscode"))
     step(c, "checking the origin", f'ls -A "{WORKSPACE}" | grep -v -x {skip} -e ".replaced-.*" | grep -q . || '
          '{ echo "the origin workspace is empty: nothing to copy" >&2; exit 3; }', **kw)
     excludes = " ".join(f"--exclude=./{shlex.quote(p) if '*' not in p else p}" for p in NOT_COPIED)
@@ -409,7 +396,7 @@ def replace_workspace(c, archive: str, **kw) -> str:
                   f'kept=$(mktemp -d "{WORKSPACE}/.replaced-$(date +%Y%m%d-%H%M%S)-XXXX") && '
                   f'for f in "{WORKSPACE}"/* "{WORKSPACE}"/.[!.]* "{WORKSPACE}"/..?*; do '
                   '[ -e "$f" ] || [ -L "$f" ] || continue; '
-                  'case "${f##*/}" in .ccache|.atelier-sync|.replaced-*) continue;; esac; '
+                  'case "${f##*/}" in .ccache|.atelier-sync|.replaced-*|.vscode) continue;; esac; '
                   'mv "$f" "$kept"/ || exit 1; done && '
                   f'for f in "{staging}"/* "{staging}"/.[!.]* "{staging}"/..?*; do '
                   '[ -e "$f" ] || [ -L "$f" ] || continue; '

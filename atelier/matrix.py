@@ -105,6 +105,20 @@ class PgBuild:
         return f"/usr/lib/postgresql/{self.major}/bin"
 
     @property
+    def include_dir(self) -> str:
+        """libpq's headers (pg_config --includedir)."""
+        if self.os.family == "rocky":
+            return f"/usr/pgsql-{self.major}/include"
+        return "/usr/include/postgresql"
+
+    @property
+    def include_server(self) -> str:
+        """The server's headers (pg_config --includedir-server)."""
+        if self.os.family == "rocky":
+            return f"/usr/pgsql-{self.major}/include/server"
+        return f"/usr/include/postgresql/{self.major}/server"
+
+    @property
     def data_mount(self) -> str:
         """The volume mount that keeps the cluster (data and, on apt, config)."""
         return f"{self.home}/{self.major}"

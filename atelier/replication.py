@@ -306,11 +306,15 @@ def start_container(model, name: str, say, seconds: float = 120) -> None:
         raise AtelierError(f"{name} started but its sshd did not answer in {seconds:.0f} s")
 
 
+# pg_rewind needs a cleanly stopped target, and the target's WAL from its last
+# checkpoint before the timelines diverged: the end-of-recovery checkpoint
+# must not recycle it (wal_keep_size), or a big load before the crash leaves
+# nothing to rewind from.
 CRASH_RECOVERY = ('state=$(LC_ALL=C pg_controldata "$PGDATA" | sed -n "s/^Database cluster state: *//p"); '
                   'case "$state" in "shut down"|"shut down in recovery") ;; *) '
                   'echo "atelier: $PGDATA was not shut down cleanly ($state): crash recovery first"; '
                   'log=$(mktemp); postgres --single -D "$PGDATA" -c config_file="$PG_CONFDIR/postgresql.conf" '
-                  '-c archive_mode=off template1 </dev/null >"$log" 2>&1 || { cat "$log" >&2; exit 1; }; '
+                  '-c archive_mode=off -c wal_keep_size=1TB template1 </dev/null >"$log" 2>&1 || { cat "$log" >&2; exit 1; }; '
                   'rm -f "$log" ;; esac')
 
 
@@ -340,6 +344,10 @@ def rejoin(session, name: str, say, ask, fresh: bool = False) -> Pair:
     step(old_ctx, "making sure it was shut down cleanly", CRASH_RECOVERY)
     rewound = None
     if not fresh:
+        # pg_rewind reads the source's timeline from its control file, which a
+        # promotion updates only at the next checkpoint (spread over minutes
+        # after a big load); without one it rewinds to the wrong point.
+        sql_run(new_ctx, "CHECKPOINT;", what=f"checkpointing {new}")
         say(f"rewinding {name} to {new}'s timeline (pg_rewind)")
         source = f"host={new_alias} port=5432 user=experdba dbname=postgres"
         rewound = old_ctx.run(f'. /etc/atelier/pg.env; "$PG_BINDIR/pg_rewind" --target-pgdata="$PGDATA" '
@@ -353,11 +361,7 @@ def rejoin(session, name: str, say, ask, fresh: bool = False) -> Pair:
             f"from {new} with pg_basebackup, replacing its data")
     if fresh or rewound.exited != 0:
         say(f"copying {name} afresh from {new} (pg_basebackup)")
-        step(old_ctx, "copying it afresh",
-             f'echo {shlex.quote(new_alias + " " + slot)} > "$PG_DATA_MOUNT/{SEED_MARKER}" && '
-             f'rm -f "$PG_DATA_MOUNT/{FENCE_MARKER}" && systemctl reset-failed atelier-pg-setup.service; '
-             'timeout 1800 systemctl restart atelier-pg-setup.service && systemctl start "$PG_SERVICE"',
-             sudo=True)
+        copy_afresh(old_ctx, new_alias, slot)
         if not wait_for(lambda: server_state(old_ctx).receiver == "streaming", 120, 0.3):
             raise AtelierError(f"{name} was copied from {new} but does not stream")
         return Pair(name, new)
@@ -365,6 +369,29 @@ def rejoin(session, name: str, say, ask, fresh: bool = False) -> Pair:
     step(old_ctx, "lifting the fence", f'rm -f "$PG_DATA_MOUNT/{FENCE_MARKER}"', sudo=True)
     follow(old_ctx, new_alias, slot)
     return Pair(name, new)
+
+
+def copy_afresh(c, upstream_alias: str, slot: str, **kw) -> None:
+    """Replace this server's data with a pg_basebackup of `upstream_alias`
+    (made by atelier-pg-setup beside the data, moved in when complete) and
+    start it as a standby through `slot`. Only on the user's word."""
+    step(c, "stopping the server", 'systemctl stop "$PG_SERVICE"', sudo=True, **kw)
+    step(c, f"copying it from {upstream_alias}",
+         f'echo {shlex.quote(upstream_alias + " " + slot)} > "$PG_DATA_MOUNT/{SEED_MARKER}" && '
+         f'rm -f "$PG_DATA_MOUNT/{FENCE_MARKER}" && systemctl reset-failed atelier-pg-setup.service; '
+         'timeout 1800 systemctl restart atelier-pg-setup.service', sudo=True, **kw)
+    step(c, "starting the server", 'systemctl start "$PG_SERVICE"', sudo=True, **kw)
+
+
+def reseed(session, name: str, **kw) -> None:
+    """Throw away `name`'s data and copy it again from its partner, which
+    must be a running primary."""
+    model = session.model
+    partner = model.partner(name)
+    if not server_state(session.context(partner.name, "postgres")).primary:
+        raise AtelierError(f"{partner.name} is not a running primary, so {name} has nothing to be copied from")
+    copy_afresh(session.context(name, "postgres"), partner.role, model.replication_slot(model.container(name)),
+                **kw)
 
 
 def replicated_pair(session, names: list[str]) -> tuple[str, str]:

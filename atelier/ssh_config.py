@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import AtelierError
 from .model import Environment, select
 from .state import known_hosts_path, recorded_keys, write_file
 
@@ -67,3 +68,25 @@ def write_ssh_config(env: Environment) -> Path:
     everything = Environment(env.settings, select("full"))
     write_file(path, ssh_config_text(everything, list(recorded_keys(env.settings))), 0o600)
     return path
+
+
+def vscode_lines(env: Environment, names: list[str], config: Path) -> list[str]:
+    """What VS Code's Remote-SSH needs for each server: its host name in the
+    generated config, the folder to open, and the command that opens it."""
+    servers = [c for c in env.containers if c.name in names and c.is_server]
+    if not servers:
+        raise AtelierError(f"{', '.join(names)}: no server among them; VS Code's configs are in the "
+                           "servers' ~/workspace (<os>-pg<N>-active, -standby, -standalone)")
+    rows = []
+    for server in servers:
+        folder = f"{server.image.build.home}/workspace"
+        rows.append((server.name, folder, f"code --remote ssh-remote+{server.name} {folder}"))
+    lines = [f"Remote-SSH reads ~/.ssh/config: add `Include {config}` at its top "
+             f"(or set remote.SSH.configFile to {config})"]
+    if len(rows) == 1:
+        name, folder, command = rows[0]
+        lines += [f"host:   {name}", f"folder: {folder}", f"open:   {command}"]
+    else:
+        width = max(len(r[0]) for r in rows)
+        lines += [f"{name:<{width}}  {command}" for name, _, command in rows]
+    return lines

@@ -15,6 +15,7 @@ Run: python3 bench/db.py [--runs N] [--scale S] (scale 68 is about 1 GB)."""
 import argparse
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,17 +68,36 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scale", type=int, default=68)
+    parser.add_argument("--parts", default="drills,rejoin,backup", help="comma list of: drills, rejoin, backup")
     options = parser.parse_args()
+    parts = set(options.parts.split(","))
 
     inv("up")
+    if "drills" in parts:
+        drills(options.runs)
+    primary = primary_now()
+    exists = in_server(primary, "psql -XAtqc \"select count(*) from pg_database where datname = 'bench'\"")
+    if exists != "1" or in_server(primary, "psql -d bench -XAtqc 'select count(*) from pgbench_branches'") != \
+            str(options.scale):
+        in_server(primary, f"dropdb --if-exists bench && createdb bench && pgbench -i -q -s {options.scale} bench "
+                           ">/dev/null 2>&1")
+    size = in_server(primary, "psql -XAtqc \"select pg_size_pretty(pg_database_size('bench'))\"")
+    print(f"bench database: {size} (pgbench scale {options.scale})", flush=True)
+    if "rejoin" in parts:
+        rejoins(options.runs)
+    if "backup" in parts:
+        backups(options.runs, options.scale)
+
+
+def drills(runs: int) -> None:
     gaps = []
-    for _ in range(options.runs):
+    for _ in range(runs):
         for _way in ("there", "back"):
             gaps.append(drill("switchover")["write_gap"])
     report("switchover: last write on the old primary to first on the new", gaps, "< 5 s")
 
     to_write, to_promoted = [], []
-    for _ in range(options.runs):
+    for _ in range(runs):
         result = drill("failover")
         to_write.append(result["killed_to_write"])
         to_promoted.append(result["killed_to_promoted"])
@@ -85,22 +105,21 @@ def main() -> None:
         inv("db.rejoin", "-t", result["old_primary"])
     report("failover: primary killed to first write on the new primary", to_write)
     report("failover: primary killed to the new primary promoted", to_promoted)
+    sys.stdout.flush()
 
-    primary = primary_now()
-    in_server(primary, f"dropdb --if-exists bench && createdb bench && pgbench -i -q -s {options.scale} bench "
-                       ">/dev/null 2>&1")
-    size = in_server(primary, "psql -XAtqc \"select pg_size_pretty(pg_database_size('bench'))\"")
-    print(f"bench database: {size} (pgbench scale {options.scale})")
 
+def rejoins(runs: int) -> None:
     rewind, fresh = [], []
-    for _ in range(max(1, options.runs - 1)):
+    for _ in range(max(1, runs - 1)):
         rewind.append(rejoin_after_failover(fresh=False))
         fresh.append(rejoin_after_failover(fresh=True))
     compare("rejoin with pg_rewind", rewind, "rejoin with a fresh base backup", fresh)
 
+
+def backups(runs: int, scale: int) -> None:
     primary = primary_now()
     ours, plain = [], []
-    for n in range(options.runs):
+    for n in range(runs):
         started = time.perf_counter()
         folder = inv("db.backup", "-t", primary, "--db", "bench").stdout.strip()
         inv("db.restore", folder, "-t", primary, "--db", f"ours{n}", "--verify")
@@ -112,7 +131,7 @@ def main() -> None:
         in_server(primary, f"dropdb ours{n} && dropdb plain{n}")
         subprocess.run(["rm", "-rf", folder], check=True)
     compare("db.backup + db.restore --verify", ours, "pg_dump -Fc + pg_restore", plain, "< 1.3x")
-    print(f"(1 GB = pgbench scale {options.scale}; folders under {Path(folder).parent})")
+    print(f"(pgbench scale {scale}; backups were under {Path(folder).parent})")
 
 
 if __name__ == "__main__":

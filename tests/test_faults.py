@@ -113,11 +113,11 @@ def test_reseed_asks_first_then_makes_a_standby_again(environ):
     refused = inv(environ, "db.reseed", "-t", STANDBY, check=False)
     assert refused.returncode == 1
     assert refused.stderr.strip() == (f"atelier: db.reseed deletes the data of {STANDBY} and copies it "
-                                      "again from its active; add --yes to confirm")
+                                      "again from the primary; add --yes to confirm")
     assert sql(environ, STANDBY, "select n from after_promotion") == "42"
 
-    not_standby = inv(environ, "db.reseed", "-t", ACTIVE, "--yes", check=False)
-    assert not_standby.returncode == 1 and "is not a standby container" in not_standby.stderr
+    not_paired = inv(environ, "db.reseed", "-t", STANDALONE, "--yes", check=False)
+    assert not_paired.returncode == 1 and "in no replication pair" in not_paired.stderr
 
     inv(environ, "db.reseed", "-t", STANDBY, "--yes")
     inv(environ, "up")

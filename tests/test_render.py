@@ -177,3 +177,27 @@ def test_squid_refuses_the_gateway_and_is_not_published_by_default(make_env):
     assert conf.index("http_access deny gateway") < conf.index("http_access allow atelier")
     assert "acl gateway src 172.30.0.1\n" in conf and env.gateway == "172.30.0.1"
     assert env.container("squid").ports == ()
+
+
+@pytest.mark.parametrize("os_name, major, include, bindir", [
+    ("debian12", 15, "/usr/include/postgresql/15/server", "/usr/lib/postgresql/15/bin"),
+    ("ubuntu24", 16, "/usr/include/postgresql/16/server", "/usr/lib/postgresql/16/bin"),
+    ("rocky9", 18, "/usr/pgsql-18/include/server", "/usr/pgsql-18/bin"),
+])
+def test_vscode_configs_are_rendered_for_each_os_and_major(settings, os_name, major, include, bindir):
+    import json
+
+    from atelier.model import pg_image
+    from atelier.render import build_context
+
+    context = build_context(pg_image(os_name, major), settings)
+    read = lambda name: json.loads(context[f"postgres/etc/atelier/vscode/{name}"][0])  # noqa: E731
+    editor, launch, cpp = read("settings.json"), read("launch.json"), read("c_cpp_properties.json")
+    assert editor["atelier.postgres"] == f"{bindir}/postgres" and editor["atelier.psql"] == f"{bindir}/psql"
+    assert editor["atelier.buildTree.postgres"].endswith("/workspace/postgres/src/backend/postgres")
+    assert include in cpp["configurations"][0]["includePath"]
+    build = pg_image(os_name, major).build
+    single = next(e for e in launch["configurations"] if e["name"] == "postgres (launch)")["args"]
+    assert single[:3] == ["--single", "-D", build.datadir]
+    assert single[4] == f"config_file={build.confdir}/postgresql.conf"
+    assert all(e["program"].startswith("${config:atelier.") for e in launch["configurations"])

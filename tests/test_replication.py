@@ -7,6 +7,10 @@ Run alone with `python3 -m pytest tests/test_replication.py`."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import pytest
 from atelier import engine
 from atelier.model import Environment, select
 from atelier.settings import load_settings
-from helpers import inv, project_settings, wait_for
+from helpers import ROOT, inv, project_settings, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -156,6 +160,23 @@ def test_a_promoted_server_stays_primary_across_restart_and_down_up(environ, tmp
     inv(environ, "up")
     assert serves(environ, STANDBY) == "primary" and "42" in sql(environ, STANDBY, "select n from kept")
     assert wait_for(lambda: follows(environ, ACTIVE) == STANDBY)
+
+
+def test_ctrl_c_in_a_switchover_lets_it_finish_and_leaves_one_primary(environ):
+    pair_with_primary(environ, ACTIVE)
+    process = subprocess.Popen([sys.executable, "-m", "invoke", "db.switchover", "-t", STANDBY], cwd=ROOT,
+                               text=True, env={**os.environ, **environ}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    # Interrupt once the old primary is being stopped: the half-way point.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and serves(environ, ACTIVE) == "primary":
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "finishes first" in err
+    assert serves(environ, STANDBY) == "primary"
+    assert wait_for(lambda: follows(environ, ACTIVE) == STANDBY, timeout=60)
 
 
 def test_role_changes_refuse_bad_targets_in_one_line(environ):

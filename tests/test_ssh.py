@@ -192,3 +192,79 @@ def test_interactive_shell_has_a_pty_and_the_originals_prompt(environ):
         assert wait_for(lambda: "/dev/pts/" in screen() and "\n42" in screen(), timeout=10), screen()
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+# ---- VS Code over Remote-SSH ------------------------------------------------------------------
+
+VSCODE = "/var/lib/postgresql/workspace/.vscode"
+
+
+def vscode_files(environ, target) -> dict:
+    import json
+
+    out = {}
+    for name in ("launch.json", "c_cpp_properties.json", "settings.json"):
+        text = inv(environ, "run", "-t", target, "--", f"cat {VSCODE}/{name}").stdout
+        out[name] = json.loads(text)  # every file parses
+    return out
+
+
+@pytest.mark.parametrize("target, major", [("debian12-pg15-active", 15), ("debian13-pg17-standby", 17)])
+def test_vscode_configs_name_this_containers_own_programs_and_paths(environ, target, major):
+    files = vscode_files(environ, target)
+    settings, launch = files["settings.json"], files["launch.json"]
+    assert settings["editor.tabSize"] == 4 and settings["editor.insertSpaces"] is False
+    assert settings["atelier.postgres"] == f"/usr/lib/postgresql/{major}/bin/postgres"
+    entries = {e["name"]: e for e in launch["configurations"]}
+    assert set(entries) == {"postgres (attach)", "postgres (launch)", "psql (launch)"}
+    single = entries["postgres (launch)"]["args"]
+    data_dir, config_file = single[single.index("-D") + 1], single[single.index("-c") + 1].split("=", 1)[1]
+    include = files["c_cpp_properties.json"]["configurations"][0]["includePath"]
+    assert f"/usr/include/postgresql/{major}/server" in include
+    assert files["c_cpp_properties.json"]["configurations"][0]["cStandard"] == "c11"
+    paths = [settings["atelier.postgres"], settings["atelier.psql"], data_dir, config_file,
+             *[p for p in include if "/workspace/" not in p]]
+    checked = inv(environ, "run", "-t", target, "--", " && ".join(f"test -e {shlex.quote(p)}" for p in paths),
+                  check=False)
+    assert checked.returncode == 0, paths
+    text = " ".join(inv(environ, "run", "-t", target, "--", f"cat {VSCODE}/*.json").stdout.split()).lower()
+    assert "password" not in text
+
+
+def test_gdb_with_the_attach_entrys_program_backtraces_a_live_backend(environ):
+    target = "debian12-pg15-active"
+    program = vscode_files(environ, target)["settings.json"]["atelier.postgres"]
+    script = ("psql -XAtq -c 'select pg_sleep(60)' >/dev/null 2>&1 & sleeper=$!; "
+              "for i in $(seq 50); do pid=$(psql -XAtq -c \"select pid from pg_stat_activity "
+              "where query like 'select pg_sleep%' and pid <> pg_backend_pid()\"); [ -n \"$pid\" ] && break; "
+              "sleep 0.2; done; "
+              f"gdb -batch -nx -ex bt {shlex.quote(program)} -p \"$pid\" 2>&1; kill $sleeper")
+    out = inv(environ, "run", "-t", target, "--", script).stdout
+    assert "PostgresMain" in out, out
+
+
+def test_a_changed_vscode_folder_survives_down_up_and_recreation(environ, container):
+    target = "debian12-pg15-standalone"
+    inv(environ, "run", "-t", target, "--", f"echo '{{\"mine\": true}}' > {VSCODE}/settings.json")
+    inv(environ, "down")
+    inv(environ, "up", "--profile", "debian")
+    assert vscode_files(environ, target)["settings.json"] == {"mine": True}
+    container(target).remove(force=True)  # recreated by the next up, volumes kept
+    inv(environ, "up", "--profile", "debian")
+    assert vscode_files(environ, target)["settings.json"] == {"mine": True}
+    # A workspace without the folder gets it again at the next start.
+    inv(environ, "run", "-t", target, "--", f"rm -rf {VSCODE}")
+    container(target).restart()
+    inv(environ, "up", "--profile", "debian")
+    assert vscode_files(environ, target)["settings.json"]["editor.rulers"] == [80]
+
+
+def test_inv_vscode_prints_the_host_folder_and_code_command(environ):
+    one = inv(environ, "vscode", "-t", "debian12-pg15-active").stdout.splitlines()
+    assert "Include " in one[0] and "ssh_config" in one[0]
+    assert one[1:] == ["host:   debian12-pg15-active", "folder: /var/lib/postgresql/workspace",
+                       "open:   code --remote ssh-remote+debian12-pg15-active /var/lib/postgresql/workspace"]
+    many = inv(environ, "vscode", "-t", "*-standby").stdout.splitlines()[1:]
+    assert [line.split()[0] for line in many] == ["debian12-pg15-standby", "debian13-pg17-standby"]
+    init = inv(environ, "vscode", "-t", "debian12-init", check=False)
+    assert init.returncode == 1 and "no server among them" in init.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 
@@ -61,6 +62,32 @@ def interrupted():
     print("atelier: interrupted", file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(130)
+
+
+@contextlib.contextmanager
+def uninterrupted(what: str):
+    """A role change cut half-way would leave a pair with no primary, or
+    two: the first Ctrl-C lets it finish (seconds) and then leaves with 130;
+    a second one leaves at once."""
+    import signal
+    import sys
+
+    caught = []
+
+    def later(signum, frame):
+        if caught:
+            interrupted()
+        caught.append(signum)
+        print(f"atelier: {what} finishes first, then stops (Ctrl-C again to leave at once)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, later)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            interrupted()
 
 
 def one_line(exc: Exception) -> str | None:

@@ -8,7 +8,7 @@ import json as json_module
 import sys
 
 from ..errors import AtelierError
-from .common import USER_HELP, atelier_task, confirm, finish, locked, session, targets
+from .common import atelier_task, confirm, finish, locked, session, targets, uninterrupted
 
 SERVER_HELP = "container name (one server)"
 
@@ -49,6 +49,10 @@ def replication(c, target=None, json=False):
             rows[ctx.host] = replication_rows(ctx, current.model, ctx.host, **streams)
 
         outcomes = fan_out(current, names, work)
+        failed = [o for o in outcomes if o.exit_code]
+        for o in failed:  # a server that is down is a row too: its standbys are not being fed
+            rows[o.name] = [{"primary": o.name, "standby": None, "state": "unreachable", "level": "crit",
+                             "error": o.error}]
         ordered = [row for n in names for row in rows.get(n, [])]
         if json:
             print(json_module.dumps(ordered, indent=2))
@@ -57,10 +61,9 @@ def replication(c, target=None, json=False):
                                right=("lag", "lag s", "retained")))
         else:
             print("no primary among " + ", ".join(names))
-        failed = [o for o in outcomes if o.exit_code]
         for o in failed:
             print(f"atelier: {o.error}", file=sys.stderr)
-        if failed:
+        if failed and target:
             finish(failed)
 
 
@@ -73,7 +76,7 @@ def switchover(c, target=None):
 
     with session(c) as current:
         name = one_target(current, target)
-        with locked(current.settings, "db.switchover"):
+        with locked(current.settings, "db.switchover"), uninterrupted("db.switchover"):
             pair = swap(current, name, say)
     print(f"{pair.primary} is the primary; {pair.standby} streams from it")
 
@@ -88,7 +91,7 @@ def failover(c, target=None, yes=False):
         old = current.model.partner(name).name
         confirm(f"kill {old}'s server, keep it stopped, and promote {name}?", yes,
                 f"db.failover kills {old}'s server and promotes {name}; add --yes to confirm")
-        with locked(current.settings, "db.failover"):
+        with locked(current.settings, "db.failover"), uninterrupted("db.failover"):
             pair = promote_standby(current, name, say)
     print(f"{pair.primary} is the primary; {pair.standby} is fenced: `inv db.rejoin -t {pair.standby}` "
           "makes it a standby")
@@ -103,26 +106,28 @@ def rejoin(c, target=None, yes=False, fresh=False):
 
     with session(c) as current:
         name = one_target(current, target)
-        with locked(current.settings, "db.rejoin"):
+        with locked(current.settings, "db.rejoin"), uninterrupted("db.rejoin"):
             pair = rejoin_server(current, name, say, asker(yes), fresh)
     print(f"{pair.standby} streams from {pair.primary}")
 
 
-@atelier_task(help={"target": "standby container(s): name, glob or comma list", "user": USER_HELP,
+@atelier_task(help={"target": "server(s) of a pair: name, glob or comma list",
                     "yes": "do not ask before throwing the data away (scripts)"})
-def reseed(c, target=None, user=None, yes=False):
-    """Throw away a standby's data and copy it again from its active (asks first)."""
-    from ..in_container import reseed as reseed_standby
+def reseed(c, target=None, yes=False):
+    """Throw away a server's data and copy it again from its partner, the primary (asks first)."""
     from ..remote import fan_out
+    from ..replication import reseed as copy_again
 
     with session(c) as current:
         names = targets(current, target)
+        for name in names:
+            current.model.partner(name)  # a server of a pair, or one line
         shown = ", ".join(names)
-        confirm(f"delete the data of {shown} and copy it again from its active?", yes,
-                f"db.reseed deletes the data of {shown} and copies it again from its active; "
+        confirm(f"delete the data of {shown} and copy it again from the primary?", yes,
+                f"db.reseed deletes the data of {shown} and copies it again from the primary; "
                 "add --yes to confirm")
-        with locked(current.settings, "db.reseed"):
-            finish(fan_out(current, names, reseed_standby, user))
+        with locked(current.settings, "db.reseed"), uninterrupted("db.reseed"):
+            finish(fan_out(current, names, lambda ctx, **streams: copy_again(current, ctx.host, **streams)))
 
 
 @atelier_task(help={"kind": "switchover or failover",
@@ -141,7 +146,7 @@ def drill(c, kind, target=None, sync=False, json=False):
         raise choice_error("drill", kind, list(KINDS))
     with session(c) as current:
         standby, primary = replicated_pair(current, targets(current, target))
-        with locked(current.settings, f"db.drill {kind}"):
+        with locked(current.settings, f"db.drill {kind}"), uninterrupted(f"db.drill {kind}"):
             report = run_drill(current, kind, standby, primary, sync, say)
     if json:
         print(json_module.dumps({**asdict(report), "lost_count": report.lost_count}, indent=2))
@@ -243,7 +248,7 @@ def pitr(c, backup=None, to=None, target=None, yes=False):
         raise AtelierError("db.pitr needs --backup FOLDER and --to 'TIME'")
     with session(c) as current:
         name = one_target(current, target)
-        with locked(current.settings, "db.pitr"):
+        with locked(current.settings, "db.pitr"), uninterrupted("db.pitr"):
             recover(current, Path(backup), to, name, say, asker(yes))
     print(f"{name} holds the backup's data recovered to {to}")
 

@@ -81,3 +81,16 @@ def ssh_config(c):
     path = write_ssh_config(selected_environment(c, "full"))
     print(f"wrote {path}; add this line at the top of ~/.ssh/config to use it everywhere:")
     print(f"Include {path}")
+
+
+@atelier_task(help={"target": TARGET_HELP})
+def vscode(c, target=None):
+    """How to open a server's ~/workspace in VS Code over Remote-SSH (host, folder, `code` command)."""
+    from ..ssh_config import vscode_lines, write_ssh_config
+    from .common import selected_environment
+
+    env = selected_environment(c, "full")
+    with open_session(c) as current:
+        names = targets(current, target)
+    path = write_ssh_config(env)
+    print("\n".join(vscode_lines(env, names, path)))
