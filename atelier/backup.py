@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -138,6 +139,15 @@ def finished_folder(partial: Path, final: Path) -> Path:
 
 # ---- logical backups ----------------------------------------------------------------------
 
+DB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+
+
+def checked_db_name(name: str) -> str:
+    if not DB_NAME.match(name):
+        raise AtelierError(f"database name {name!r}: use letters, digits, _, . and - (up to 63)")
+    return name
+
+
 def databases(c, **kw) -> list[str]:
     rows = sql_rows(c, "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate "
                        "ORDER BY datname", what="listing databases", **kw)
@@ -153,7 +163,7 @@ def backup(session, name: str, dbs: list[str] | None, say) -> Path:
     if not server_state(c).running:
         raise AtelierError(f"PostgreSQL is not running on {name}; `inv pg.start -t {name}`")
     present = databases(c)
-    wanted = present if dbs is None else dbs
+    wanted = present if dbs is None else [checked_db_name(d) for d in dbs]
     missing = [d for d in wanted if d not in present]
     if missing:
         raise AtelierError(f"no database {', '.join(missing)} on {name}; its databases: {', '.join(present)}")
@@ -235,7 +245,7 @@ def restore(session, path: Path, name: str, new_db: str | None, clean: bool, ver
     if not server_state(c).primary:
         raise AtelierError(f"{name} is not a running primary; restore into a server that takes writes")
     present = databases(c)
-    plan = {source: (new_db or source) for source in dumped}
+    plan = {source: checked_db_name(new_db or source) for source in dumped}
     for db in plan.values():
         if db in present:
             objects = sql_rows(c, USER_OBJECTS_SQL, db=db, what=f"looking into {db}")[0]["objects"]
@@ -421,8 +431,10 @@ def pitr(session, path: Path, to: str, name: str, say, ask) -> str:
              'rm -f "$staging/standby.signal" && touch "$staging/recovery.signal" && '
              'cat >> "$staging/postgresql.auto.conf" && rm -rf "$PGDATA" && mv "$staging" "$PGDATA"',
              stdin=settings)
-        started = c.sudo('bash -c ". /etc/atelier/pg.env; systemctl start \\"\\$PG_SERVICE\\""', warn=True,
-                         hide=True, in_stream=False)
+        # atelier-pg-setup writes this server's own settings and pg_hba again
+        # (on Rocky the backup brought the source's, in the data directory).
+        started = c.sudo('bash -c ". /etc/atelier/pg.env; systemctl restart atelier-pg-setup.service && '
+                         'systemctl start \\"\\$PG_SERVICE\\""', warn=True, hide=True, in_stream=False)
         promoted = started.exited == 0 and wait_for(lambda: server_state(c).primary, 300, 0.5)
         if not promoted:
             log = c.run(". /etc/atelier/pg.env; tail -n 50 $(ls -t /var/log/postgresql/*.log 2>/dev/null | head -1) "

@@ -50,9 +50,6 @@ def replication(c, target=None, json=False):
 
         outcomes = fan_out(current, names, work)
         failed = [o for o in outcomes if o.exit_code]
-        for o in failed:  # a server that is down is a row too: its standbys are not being fed
-            rows[o.name] = [{"primary": o.name, "standby": None, "state": "unreachable", "level": "crit",
-                             "error": o.error}]
         ordered = [row for n in names for row in rows.get(n, [])]
         if json:
             print(json_module.dumps(ordered, indent=2))
@@ -61,8 +58,8 @@ def replication(c, target=None, json=False):
                                right=("lag", "lag s", "retained")))
         else:
             print("no primary among " + ", ".join(names))
-        for o in failed:
-            print(f"atelier: {o.error}", file=sys.stderr)
+        for o in failed:  # named: an error; found by default (a stopped container): a note
+            print(f"atelier: {o.error}" if target else f"· skipped {o.name}: {o.error}", file=sys.stderr)
         if failed and target:
             finish(failed)
 
