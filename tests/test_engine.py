@@ -121,8 +121,8 @@ def test_status_reports_every_container(environ, settings):
     assert set(rows) == {"haproxy", "apache2", "squid", "debian12-init", "debian12-pg15-active",
                          "debian12-pg15-standby", "debian12-pg15-standalone"}
     assert re.search(r"debian12-pg15-standby\s+standby\s+debian12\s+15\s+172\.29\.12\.45\s+running\s+standby\s+"
-                     r"ready\s+yes", rows["debian12-pg15-standby"]), rows["debian12-pg15-standby"]
-    assert re.search(r"running\s+primary\s+ready", rows["debian12-pg15-active"])
+                     r"debian12-pg15-active\s+ready", rows["debian12-pg15-standby"]), rows["debian12-pg15-standby"]
+    assert re.search(r"running\s+primary\s+-\s+ready", rows["debian12-pg15-active"])
 
 
 def test_the_ssh_port_answers_through_haproxy_on_loopback_only(environ, settings):

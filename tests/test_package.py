@@ -68,7 +68,8 @@ def test_up_and_down_from_the_installed_package(atelier):
     atelier("build")
     atelier("up")
     status = atelier("status").stdout
-    assert "debian12-pg15-standby" in status and " yes" in status
+    standby = next(line for line in status.splitlines() if line.startswith("debian12-pg15-standby"))
+    assert standby.split()[6:9] == ["standby", "debian12-pg15-active", "ready"]  # serves, follows, health
     ran = atelier("run", "-t", "debian12-pg15-active", "--", "psql", "-XAtc", "select 6 * 7")
     assert ran.stdout.strip() == "42"
     down = atelier("down")

@@ -197,11 +197,14 @@ def test_role_changes_refuse_bad_targets_in_one_line(environ):
 
 # ---- backups proven to restore ----------------------------------------------------------------
 
-SEED = ("drop table if exists accounts, notes; "
+# accounts and notes are hashed by value; shapes (point, an array) by its rows' text.
+SEED = ("drop table if exists accounts, notes, shapes; "
         "create table accounts (id int primary key, owner text, balance numeric); "
         "insert into accounts select g, md5(g::text), g * 1.5 from generate_series(1, 5000) g; "
         "create table notes (body jsonb, at timestamptz); "
-        "insert into notes values ('{\"a\": 1}', '2026-01-01'), (null, null)")
+        "insert into notes values ('{\"a\": 1}', '2026-01-01'), (null, null); "
+        "create table shapes (p point, tags text[]); "
+        "insert into shapes select point(g, g * 2), array['t' || g] from generate_series(1, 50) g")
 
 
 def test_backup_restores_into_a_new_database_and_verify_catches_a_changed_row(environ):
@@ -217,13 +220,16 @@ def test_backup_restores_into_a_new_database_and_verify_catches_a_changed_row(en
 
     again = inv(environ, "db.restore", str(folder), "-t", PG17_STANDALONE, "--db", "copy15", check=False)
     assert again.returncode == 1 and again.stderr.strip() == (
-        f"atelier: database copy15 on {PG17_STANDALONE} is not empty (3 relations); restore into a new "
+        f"atelier: database copy15 on {PG17_STANDALONE} is not empty (4 relations); restore into a new "
         "one (--db NAME), or replace it with --clean --yes")
 
     sql(environ, PG17_STANDALONE, "update accounts set owner = 'mallory' where id = 77", db="copy15")
     changed = inv(environ, "db.verify", str(folder), "-t", PG17_STANDALONE, "--db", "copy15", check=False)
     assert changed.returncode == 1 and "public.accounts: same 5000 rows, different contents" in changed.stdout
-    assert "public.notes" not in changed.stdout
+    assert "public.notes" not in changed.stdout and "public.shapes" not in changed.stdout
+    sql(environ, PG17_STANDALONE, "update shapes set p = point(0, 0) where tags = array['t7']", db="copy15")
+    changed = inv(environ, "db.verify", str(folder), "-t", PG17_STANDALONE, "--db", "copy15", check=False)
+    assert "public.shapes: same 50 rows, different contents" in changed.stdout
 
     replaced = inv(environ, "db.restore", str(folder), "-t", PG17_STANDALONE, "--db", "copy15",
                    "--clean", "--yes", "--verify")
