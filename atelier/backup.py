@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import AtelierError, StepFailed
 from .in_container import step
-from .replication import server_state, sql_literal, sql_rows, sql_run, wait_for
+from .replication import psql_local, server_state, sql_literal, sql_rows, sql_run, wait_for
 
 MANIFEST = "manifest.json"
 BASE_INFO = "basebackup.json"
@@ -90,8 +90,7 @@ def parse_checksums(raw: str) -> dict[str, dict]:
 
 def table_checksums(c, db: str, **kw) -> dict[str, dict]:
     """table -> {rows, checksum} of `db` as it is now."""
-    result = step(c, f"checksumming {db}", f'psql -XAtq -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -d {shlex.quote(db)} -f -',
-                  stdin=CHECKSUMS_GEXEC, hide="out", **kw)
+    result = step(c, f"checksumming {db}", psql_local(db), stdin=CHECKSUMS_GEXEC, hide="out", **kw)
     return parse_checksums(result.stdout.strip())
 
 
@@ -189,8 +188,7 @@ def backup(session, name: str, dbs: list[str] | None, say) -> Path:
             say(f"dumping {db} (pg_dump -Fc) and checksumming its tables in the same snapshot")
             step(c, f"writing the script for {db}", f"cat > {shlex.quote(folder + '/' + db + '.sql')}",
                  stdin=dump_script(db, folder))
-            step(c, f"dumping {db}", f'psql -XAtq -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -d {shlex.quote(db)} '
-                 f'-f {shlex.quote(folder + "/" + db + ".sql")} && '
+            step(c, f"dumping {db}", f'{psql_local(db, folder + "/" + db + ".sql")} && '
                  f'code=$(cat {shlex.quote(folder + "/" + db + ".dump.status")}) && '
                  f'{{ [ "$code" = 0 ] || {{ cat {shlex.quote(folder + "/" + db + ".dump.log")} >&2; exit "$code"; }}; }}')
             raw = step(c, f"reading {db}'s checksums", f"cat {shlex.quote(folder + '/' + db + '.tables.json')}",
@@ -293,8 +291,7 @@ def restore(session, path: Path, name: str, new_db: str | None, clean: bool, ver
                 step(c, "writing the checksum script", f"cat > {shlex.quote(script)}", stdin=CHECKSUMS_GEXEC)
                 step(c, f"restoring {db}'s indexes and constraints",
                      f"{restore_sections} --section=post-data & restoring=$!; "
-                     'PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1 '
-                     f'-h "$PG_SOCKET_DIR" -d {shlex.quote(db)} -f {shlex.quote(script)} > {shlex.quote(sums)}; '
+                     f'{psql_local(db, script)} > {shlex.quote(sums)}; '
                      'summed=$?; wait $restoring || exit $?; exit $summed')
                 raw = step(c, "reading the checksums", f"cat {shlex.quote(sums)}", hide=True).stdout.strip()
                 problems = compare_tables(dumped[source]["tables"], parse_checksums(raw))
@@ -325,7 +322,7 @@ def verify(session, path: Path, name: str, db: str | None) -> dict[str, list[str
 # ---- physical backups and point in time recovery ------------------------------------------
 
 def archive_folder(server) -> str:
-    return f"{dict(server.volumes)['data']}/{ARCHIVE_FOLDER}"
+    return f"{server.image.build.data_mount}/{ARCHIVE_FOLDER}"
 
 
 def ensure_archiving(c, server, say) -> None:
@@ -428,7 +425,7 @@ def pitr(session, path: Path, to: str, name: str, say, ask) -> str:
         src.run(f"rm -rf {shlex.quote(src_folder)}", warn=True, hide=True, in_stream=False)
     c = session.context(name, "postgres")
     folder = temporary_folder(c, "pitr")
-    mount = dict(server.volumes)["data"]
+    mount = server.image.build.data_mount
     try:
         say(f"copying the base backup and the WAL archive to {name}")
         c.put(str(path / "base.tar"), f"{folder}/base.tar")

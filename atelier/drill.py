@@ -105,9 +105,9 @@ def account(kind: str, old: str, new: str, synchronous: bool, commits: list[Comm
 
 
 def kill_container(model, name: str) -> float:
-    from .engine import connect, project_containers
+    from .engine import project_container
 
-    found = project_containers(connect(), model.project).get(name)
+    found = project_container(model.project, name)
     if found is None:
         raise AtelierError(f"{name} has no container")
     found.kill()
@@ -116,9 +116,6 @@ def kill_container(model, name: str) -> float:
 
 def drill(session, kind: str, standby: str, primary: str, synchronous: bool, say) -> DrillReport:
     model = session.model
-    if kind not in KINDS:
-        from .errors import choice_error
-        raise choice_error("drill", kind, list(KINDS))
     pctx, sctx = session.context(primary, "postgres"), session.context(standby, "postgres")
     run = time.strftime("%Y%m%d%H%M%S")
     sql_run(pctx, f"CREATE TABLE IF NOT EXISTS {DRILL_TABLE} (run text, n int, "

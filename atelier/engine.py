@@ -110,6 +110,13 @@ def project_containers(client, project: str) -> dict:
     return {c.labels.get("atelier.name", c.name): c for c in found}
 
 
+def project_container(project: str, name: str):
+    """The container of the project named `name` (the model's name), or None."""
+    found = connect().containers.list(all=True, filters={"label": [f"{PROJECT_LABEL}={project}",
+                                                                   f"atelier.name={name}"]})
+    return found[0] if found else None
+
+
 # ---- up ----------------------------------------------------------------------
 
 @dataclass

@@ -377,7 +377,7 @@ NOT_COPIED = (".ccache", ".atelier-sync", ".replaced-*", ".vscode")
 
 def pack_workspace(c, archive: str, **kw) -> None:
     """A tarball of ~/workspace; refuses an empty one (it would empty the target)."""
-    skip = " ".join(f"-e {shlex.quote(p)}" for p in (".ccache", ".atelier-sync", ".vscode"))
+    skip = " ".join(f"-e {shlex.quote(p)}" for p in NOT_COPIED if "*" not in p)
     step(c, "checking the origin", f'ls -A "{WORKSPACE}" | grep -v -x {skip} -e ".replaced-.*" | grep -q . || '
          '{ echo "the origin workspace is empty: nothing to copy" >&2; exit 3; }', **kw)
     excludes = " ".join(f"--exclude=./{shlex.quote(p) if '*' not in p else p}" for p in NOT_COPIED)
@@ -396,7 +396,7 @@ def replace_workspace(c, archive: str, **kw) -> str:
                   f'kept=$(mktemp -d "{WORKSPACE}/.replaced-$(date +%Y%m%d-%H%M%S)-XXXX") && '
                   f'for f in "{WORKSPACE}"/* "{WORKSPACE}"/.[!.]* "{WORKSPACE}"/..?*; do '
                   '[ -e "$f" ] || [ -L "$f" ] || continue; '
-                  'case "${f##*/}" in .ccache|.atelier-sync|.replaced-*|.vscode) continue;; esac; '
+                  f'case "${{f##*/}}" in {"|".join(NOT_COPIED)}) continue;; esac; '
                   'mv "$f" "$kept"/ || exit 1; done && '
                   f'for f in "{staging}"/* "{staging}"/.[!.]* "{staging}"/..?*; do '
                   '[ -e "$f" ] || [ -L "$f" ] || continue; '

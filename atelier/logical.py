@@ -10,11 +10,11 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-from .backup import compare_tables, table_checksums
+from .backup import USER_OBJECTS_SQL, compare_tables, table_checksums
 from .backup import databases as list_databases
 from .errors import AtelierError
 from .in_container import step
-from .replication import server_state, sql_literal, sql_rows, sql_run, wait_for
+from .replication import psql_local, server_state, sql_literal, sql_rows, sql_run, wait_for
 
 NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -130,17 +130,14 @@ def copy_schema(session, source: str, destination: str, db: str, say) -> None:
     model = session.model
     src_major, dst_major = model.container(source).major, model.container(destination).major
     dst = session.context(destination, "postgres")
-    objects = sql_rows(dst, "SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                            "WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' "
-                            "AND n.nspname NOT LIKE 'pg\\_%'", db=db)[0]["n"]
-    if objects:
+    if sql_rows(dst, USER_OBJECTS_SQL, db=db)[0]["objects"]:
         say(f"{db} on {destination} has tables already; the schema is not copied again")
         return
     say(f"copying the schema of {db} from {source} to {destination}")
     if dst_major >= src_major:
         step(dst, "copying the schema",
              f"set -o pipefail; pg_dump --schema-only {shlex.quote(connection_to(model, source, db))} | "
-             f'psql -XAtq -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -d {shlex.quote(db)} >/dev/null')
+             f'{psql_local(db)} >/dev/null')
     else:
         src = session.context(source, "postgres")
         step(src, "copying the schema",

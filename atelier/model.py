@@ -276,7 +276,7 @@ class Environment:
             for os_name, major in self.selection.groups:
                 build = PgBuild(OSES[os_name], major)
                 out.append(Container(
-                    f"{os_name}-pg{major}-{role}", role, pg_image(os_name, major),
+                    self.server_name(os_name, major, role), role, pg_image(os_name, major),
                     self.address(os_name, role, major),
                     self.hosts_for(os_name, role, major),
                     volumes=(("data", build.data_mount),

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from .errors import AtelierError
 from .in_container import step
+from .model import REPLICATED_ROLES
+from .runtime import sql_literal
 
 # The expert note's thresholds (seed 003): under 1 MB is fine, over 100 MB critical.
 LAG_OK_BYTES = 1 << 20
@@ -43,6 +45,13 @@ def human_bytes(n: int | None) -> str:
 
 # ---- SQL in a server ---------------------------------------------------------------------
 
+def psql_local(db: str, script: str = "-") -> str:
+    """psql as postgres on the server's own socket, stopping at the first
+    error, notices left out: every SQL step atelier runs in a server."""
+    return ('PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1 '
+            f'-h "$PG_SOCKET_DIR" -d {shlex.quote(db)} -f {shlex.quote(script)}')
+
+
 def sql_rows(c, query: str, db: str = "postgres", what: str = "asking the server", quiet: bool = False,
              **kw) -> list[dict]:
     """The rows of `query`, run by psql as postgres on the local socket
@@ -51,20 +60,13 @@ def sql_rows(c, query: str, db: str = "postgres", what: str = "asking the server
     kw.pop("out_stream", None)  # Invoke would show what goes to a stream given (hide or not)
     if quiet:
         kw.pop("err_stream", None)
-    result = step(c, what, 'PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1 '
-                  f'-h "$PG_SOCKET_DIR" -d {shlex.quote(db)} -f -', stdin=wrapped,
-                  hide=True if quiet else "out", **kw)
+    result = step(c, what, psql_local(db), stdin=wrapped, hide=True if quiet else "out", **kw)
     return json.loads(result.stdout.strip() or "[]")
 
 
 def sql_run(c, statements: str, db: str = "postgres", what: str = "changing the server", **kw) -> None:
     kw.pop("out_stream", None)
-    step(c, what, f'PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1 '
-         f'-h "$PG_SOCKET_DIR" -d {shlex.quote(db)} -f -', stdin=statements, hide="out", **kw)
-
-
-def sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    step(c, what, psql_local(db), stdin=statements, hide="out", **kw)
 
 
 @dataclass
@@ -211,10 +213,6 @@ class Pair:
     standby: str   # the container that is a standby now
     primary: str   # the container it should follow
 
-    @property
-    def names(self) -> tuple[str, str]:
-        return self.standby, self.primary
-
 
 def switchover(session, name: str, say) -> Pair:
     """Swap the roles of `name` (a streaming standby) and its primary, losing
@@ -256,11 +254,10 @@ def fence_through_engine(model, name: str) -> str:
     mark its data volume (boot then leaves it stopped) and kill its server.
     Through the engine, since a crashed container answers no SSH. Says what it did."""
     from .archive import tar_bytes
-    from .engine import connect, project_containers
+    from .engine import project_container
 
-    server = model.container(name)
-    mount = dict(server.volumes)["data"]
-    found = project_containers(connect(), model.project).get(name)
+    mount = model.container(name).image.build.data_mount
+    found = project_container(model.project, name)
     if found is None:
         return f"{name} has no container; nothing to fence"
     found.reload()
@@ -292,9 +289,9 @@ def failover(session, name: str, say) -> Pair:
 
 def start_container(model, name: str, say, seconds: float = 120) -> None:
     """Start a stopped container of the model and wait for its sshd."""
-    from .engine import connect, probe, project_containers
+    from .engine import probe, project_container
 
-    found = project_containers(connect(), model.project).get(name)
+    found = project_container(model.project, name)
     if found is None:
         raise AtelierError(f"{name} has no container; `inv up` makes it")
     found.reload()
@@ -398,7 +395,7 @@ def replicated_pair(session, names: list[str]) -> tuple[str, str]:
     """(standby, primary) of the one active/standby pair among `names`, by
     what the servers say now."""
     model = session.model
-    pair = [n for n in names if model.container(n).role in ("active", "standby")]
+    pair = [n for n in names if model.container(n).role in REPLICATED_ROLES]
     groups = {(model.container(n).os, model.container(n).major) for n in pair}
     if len(pair) != 2 or len(groups) != 1:
         raise AtelierError(f"a drill runs on one active/standby pair, e.g. -t 'debian12-pg15-*'; "

@@ -87,10 +87,8 @@ def ssh_config(c):
 def vscode(c, target=None):
     """How to open a server's ~/workspace in VS Code over Remote-SSH (host, folder, `code` command)."""
     from ..ssh_config import vscode_lines, write_ssh_config
-    from .common import selected_environment
 
-    env = selected_environment(c, "full")
     with open_session(c) as current:
         names = targets(current, target)
-    path = write_ssh_config(env)
-    print("\n".join(vscode_lines(env, names, path)))
+    path = write_ssh_config(current.model)
+    print("\n".join(vscode_lines(current.model, names, path)))
