@@ -12,7 +12,10 @@ MAJORS = (14, 15, 16, 17, 18)
 PG_ROLES = ("active", "standby", "standalone")
 ROLES = ("init",) + PG_ROLES
 SERVICES = ("haproxy", "apache2", "squid")
-SERVICE_OCTETS = {"haproxy": 1, "apache2": 2, "squid": 3}
+# Services that run only when a setting asks for them (ATELIER_PGBOUNCER).
+OPTIONAL_SERVICES = ("pgbouncer",)
+SERVICE_OCTETS = {"haproxy": 1, "apache2": 2, "squid": 3, "pgbouncer": 4}
+PGBOUNCER_PORT = 6432
 SERVICE_THIRD_OCTET = 200
 # The OS that the service images (haproxy, squid, apache2) are built on.
 SERVICE_OS = "debian12"

@@ -11,7 +11,7 @@ from functools import cached_property
 
 from .errors import AtelierError, choice_error
 from .matrix import (MAJORS, OSES, PG_ROLES, ROLE_PROMPT, ROLES, SERVICE_OCTETS, SERVICE_OS,
-                     SERVICE_THIRD_OCTET, SERVICES, PgBuild)
+                     SERVICE_THIRD_OCTET, SERVICES, OPTIONAL_SERVICES, PGBOUNCER_PORT, PgBuild)
 from .settings import Settings
 
 IMAGE_PREFIX = "atelier"
@@ -248,7 +248,7 @@ class Environment:
         hosts = [("host", "host-gateway"), ("host.docker.internal", "host-gateway")]
         hosts += [(r, self.address(os_name, r, major)) for r in ROLES]
         hosts += [(other, self.address(other, role, major)) for other in OSES if other != os_name]
-        hosts += [(s, self.service_address(s)) for s in SERVICES]
+        hosts += [(s, self.service_address(s)) for s in SERVICES + OPTIONAL_SERVICES]
         return tuple(hosts)
 
     # what runs -------------------------------------------------------------
@@ -265,6 +265,11 @@ class Environment:
                       (), volumes=(("cache", "/var/spool/squid"),),
                       ports=((3128, s.squid_port),) if s.squid_port else (), systemd=False),
         ]
+        if s.pgbouncer:
+            out.append(Container("pgbouncer", "pgbouncer", service_image("pgbouncer"),
+                                 self.service_address("pgbouncer"), (),
+                                 ports=((PGBOUNCER_PORT, s.pgbouncer_port),) if s.pgbouncer_port else (),
+                                 systemd=False))
         for os_name in self.selection.oses:
             first_major = self.selection.majors_on(os_name)[0]
             out.append(Container(f"{os_name}-init", "init", init_image(os_name),
@@ -285,6 +290,15 @@ class Environment:
                 ))
         return tuple(out)
 
+    @property
+    def services(self) -> tuple[str, ...]:
+        return SERVICES + (("pgbouncer",) if self.settings.pgbouncer else ())
+
+    @property
+    def pooled_servers(self) -> list[Container]:
+        """The servers PgBouncer pools in front of: the primaries by role."""
+        return [c for c in self.servers if c.role in ("active", "standalone")]
+
     def container(self, name: str) -> Container:
         for c in self.containers:
             if c.name == name:
@@ -298,7 +312,7 @@ class Environment:
     @property
     def images(self) -> list[Image]:
         """Every image the selection needs, parents before children."""
-        needed: list[Image] = [service_image(s) for s in SERVICES]
+        needed: list[Image] = [service_image(s) for s in self.services]
         for os_name in self.selection.oses:
             needed.append(init_image(os_name))
         for os_name, major in self.selection.groups:

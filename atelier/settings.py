@@ -34,10 +34,13 @@ class Settings:
     ssh_port: int = 8022
     http_port: int = 8080
     squid_port: int | None = None  # published only when set
+    pgbouncer: bool = False  # the pgbouncer service runs
+    pgbouncer_port: int | None = None  # published only when set
     bind_address: str = "127.0.0.1"
     superuser_password: str = ""
     replication_password: str = ""
     sudo_password: str = ""
+    pgbouncer_auth_password: str = ""  # PgBouncer's auth_query role, pgbouncer_auth
     privileged: bool = False
     # OS name -> "debootstrap" or an image reference to pull.
     base_images: dict[str, str] = field(default_factory=dict)
@@ -49,6 +52,7 @@ class Settings:
     tmux_socket: str = ""  # a tmux -L socket name; "" for the user's own server
     state_dir: Path = Path(".state/atelier")
     backup_dir: Path = Path("backups")  # db.backup and db.basebackup write here, on this host
+    bench_dir: Path = Path("bench-results")  # db.bench's CSV and charts, on this host
     keys: Keys | None = None
 
     @property
@@ -111,7 +115,8 @@ def _bind_address(raw: str) -> str:
 
 SECRET_FIELDS = {"ATELIER_SUPERUSER_PASSWORD": "superuser_password",
                  "ATELIER_REPLICATION_PASSWORD": "replication_password",
-                 "ATELIER_SUDO_PASSWORD": "sudo_password"}
+                 "ATELIER_SUDO_PASSWORD": "sudo_password",
+                 "ATELIER_PGBOUNCER_AUTH_PASSWORD": "pgbouncer_auth_password"}
 
 
 def _checked_secret(key: str, value: str) -> str:
@@ -163,12 +168,12 @@ def parse_settings(env: dict, root: Path) -> Settings:
     ports = {
         key: _int(env, key, default, 1, 65535)
         for key, default in (("ATELIER_SSH_PORT", 8022), ("ATELIER_HTTP_PORT", 8080),
-                             ("ATELIER_SQUID_PORT", None))
+                             ("ATELIER_SQUID_PORT", None), ("ATELIER_PGBOUNCER_PORT", None))
     }
     published = {k: v for k, v in ports.items() if v is not None}
     if len(set(published.values())) != len(published):
         raise AtelierError(
-            "ATELIER_SSH_PORT, ATELIER_HTTP_PORT and ATELIER_SQUID_PORT must differ; got "
+            "ATELIER_SSH_PORT, ATELIER_HTTP_PORT, ATELIER_SQUID_PORT and ATELIER_PGBOUNCER_PORT must differ; got "
             + ", ".join(f"{k}={v}" for k, v in published.items())
         )
 
@@ -183,6 +188,7 @@ def parse_settings(env: dict, root: Path) -> Settings:
 
     state_dir = Path(env.get("ATELIER_STATE_DIR") or root / ".state" / project)
     backup_dir = Path(env.get("ATELIER_BACKUP_DIR") or root / "backups")
+    bench_dir = Path(env.get("ATELIER_BENCH_DIR") or root / "bench-results")
 
     return Settings(
         project=project,
@@ -190,6 +196,8 @@ def parse_settings(env: dict, root: Path) -> Settings:
         ssh_port=ports["ATELIER_SSH_PORT"],
         http_port=ports["ATELIER_HTTP_PORT"],
         squid_port=ports["ATELIER_SQUID_PORT"],
+        pgbouncer=_bool(env, "ATELIER_PGBOUNCER", False),
+        pgbouncer_port=ports["ATELIER_PGBOUNCER_PORT"],
         bind_address=_bind_address(env.get("ATELIER_BIND_ADDRESS", "127.0.0.1")),
         **{field: _checked_secret(k, env.get(k, "")) for k, field in SECRET_FIELDS.items()},
         privileged=_bool(env, "ATELIER_PRIVILEGED", False),
@@ -203,4 +211,5 @@ def parse_settings(env: dict, root: Path) -> Settings:
         tmux_socket=env.get("ATELIER_TMUX_SOCKET", ""),
         state_dir=state_dir,
         backup_dir=backup_dir,
+        bench_dir=bench_dir,
     )
