@@ -45,11 +45,13 @@ def human_bytes(n: int | None) -> str:
 
 # ---- SQL in a server ---------------------------------------------------------------------
 
-def psql_local(db: str, script: str = "-") -> str:
+def psql_local(db: str, script: str = "-", variables: dict | None = None, db_is_shell: bool = False) -> str:
     """psql as postgres on the server's own socket, stopping at the first
-    error, notices left out: every SQL step atelier runs in a server."""
-    return ('PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1 '
-            f'-h "$PG_SOCKET_DIR" -d {shlex.quote(db)} -f {shlex.quote(script)}')
+    error, notices left out: every SQL step atelier runs in a server.
+    `db_is_shell`: `db` is a shell expression ("$db"), not a name."""
+    options = "".join(f" -v {shlex.quote(f'{k}={v}')}" for k, v in (variables or {}).items())
+    return ('PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1' + options +
+            f' -h "$PG_SOCKET_DIR" -d {db if db_is_shell else shlex.quote(db)} -f {shlex.quote(script)}')
 
 
 def sql_rows(c, query: str, db: str = "postgres", what: str = "asking the server", quiet: bool = False,
