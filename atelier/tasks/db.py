@@ -7,7 +7,7 @@ from __future__ import annotations
 import json as json_module
 import sys
 
-from ..errors import AtelierError
+from ..errors import AtelierError, choice_error
 from .common import atelier_task, confirm, finish, locked, session, targets, uninterrupted
 
 SERVER_HELP = "container name (one server)"
@@ -23,6 +23,17 @@ def one_target(current, target) -> str:
         raise AtelierError(f"--target names {len(names)} containers ({', '.join(names)}); this task takes one")
     current.model.container(names[0])  # a server of the model, or one line
     return names[0]
+
+
+def whole(option: str, value, low: int = 1) -> int:
+    """An option's whole number, or one line."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < low:
+        raise AtelierError(f"{option} {value} is not a whole number of {low} or more")
+    return number
 
 
 def asker(yes: bool):
@@ -280,3 +291,201 @@ def logical(c, from_=None, to=None, db="experdb", verify=False, drop=False, json
                   "DIFFERENT:\n" + "\n".join(f"  {p}" for p in report.problems))
     if report.problems:
         raise AtelierError("the subscriber's tables differ from the publisher's")
+
+
+# ---- tuning and health ----------------------------------------------------------------------------
+
+@atelier_task(help={"target": SERVER_HELP,
+                    "memory": "memory to tune for, like 32GB (default: the container's cgroup limit, else the host's)",
+                    "cpus": "cpus to tune for (default: the container's cpu limit, else the host's)",
+                    "storage": "ssd or hdd (default ssd)", "workload": "oltp, olap or mixed (default oltp)",
+                    "connections": "expected connections (default: the server's max_connections, which is then "
+                                   "left alone; given, it is proposed too)",
+                    "apply": "ALTER SYSTEM the proposals and reload", "restart": "with --apply: restart if needed",
+                    "reset": "undo what db.tune applied", "json": "print JSON"})
+def tune(c, target=None, memory=None, cpus=None, storage="ssd", workload="oltp", connections=None,
+         apply=False, restart=False, reset=False, json=False):
+    """Memory, WAL, parallelism and I/O settings from the machine and workload (the expert note's rules)."""
+    from .. import tuning
+    from ..table import format_table
+
+    connections = None if connections is None else whole("--connections", connections)
+    tuning.check_choices(storage, workload, connections)
+    memory_bytes = tuning.parse_memory(memory) if memory else None
+    cpus = None if cpus is None else whole("--cpus", cpus)
+    if apply and reset:
+        raise AtelierError("--apply and --reset exclude each other")
+    with session(c) as current:
+        name = one_target(current, target)
+        ctx = current.context(name, "postgres")
+        if reset:
+            record, pending = tuning.reset(ctx)
+            if not record:
+                print(f"db.tune has applied nothing on {name}")
+                return
+            print(f"{name}: put back " + ", ".join(f"{k}={'(default)' if v is None else v}" for k, v in record.items()))
+            _restart_note(ctx, name, pending, restart, tuning)
+            return
+        found_memory, found_cpus = tuning.read_machine(ctx)
+        settings = tuning.current_settings(ctx, ["max_connections"])
+        machine = tuning.Machine(memory_bytes or found_memory, cpus or found_cpus, storage, workload,
+                                 connections or int(settings["max_connections"]["value"]))
+        proposals = tuning.propose(machine, set_connections=connections is not None)
+        now = tuning.current_settings(ctx, [p.name for p in proposals])
+        changes = [p for p in proposals if tuning.differs(p, now[p.name]["value"])]
+        basis = (f"{tuning.pg_size(machine.memory - machine.memory % tuning.MB)} memory"
+                 f"{'' if memory_bytes else ' (found)'}, {machine.cpus} cpus{'' if cpus else ' (found)'}, "
+                 f"{storage}, {workload}, {machine.connections} connections")
+        rows = [{"setting": p.name, "current": now[p.name]["value"], "proposed": p.value,
+                 "change": p in changes, "restart": now[p.name]["context"] == "postmaster", "why": p.why}
+                for p in proposals]
+        if json:
+            print(json_module.dumps({"server": name, "basis": basis, "settings": rows}, indent=2))
+        else:
+            print(f"{name}: {basis}")
+            print(format_table(("setting", "current", "proposed", "", "why"),
+                               [(r["setting"], r["current"], r["proposed"],
+                                 ("*" if r["change"] else "") + (" restart" if r["change"] and r["restart"] else ""),
+                                 r["why"]) for r in rows]))
+        if not apply:
+            if changes and not json:
+                print(f"{len(changes)} to change (*); --apply writes them with ALTER SYSTEM")
+            return
+        if not changes:
+            print(f"{name}: nothing to change")
+            return
+        pending = tuning.apply(ctx, changes)
+        print(f"{name}: applied {len(changes)} settings with ALTER SYSTEM and reloaded "
+              f"(`inv db.tune -t {name} --reset` undoes them)")
+        _restart_note(ctx, name, pending, restart, tuning)
+
+
+def _restart_note(ctx, name, pending, restart, tuning) -> None:
+    if not pending:
+        return
+    if restart:
+        tuning.restart(ctx)
+        print(f"{name}: restarted for {', '.join(pending)}")
+    else:
+        print(f"{name}: {', '.join(pending)} wait for a restart (--restart, or `inv pg.restart -t {name}`)")
+
+
+@atelier_task(help={"target": "servers (name, glob or comma list; default: every server that is up)",
+                    "json": "print JSON, one object per line of the report",
+                    "watch": "refresh every N seconds until Ctrl-C",
+                    "long": "a query running longer than this many seconds is reported (default 300)"})
+def report(c, target=None, json=False, watch=0, long=300):
+    """Health: cache hits, connections, lag, long and blocked queries, top statements, unused indexes, bloat, xid age."""
+    import time
+
+    from ..health import as_json, read_facts, report_lines, worst
+    from ..remote import fan_out, recorded_names
+    from ..table import format_table
+
+    watch, long = whole("--watch", watch, 0), whole("--long", long, 0)
+    with session(c) as current:
+        servers = [n for n in recorded_names(current.settings) if n in {s.name for s in current.model.servers}]
+        names = targets(current, target) if target else servers
+        while True:
+            lines: dict[str, list] = {}
+
+            def work(ctx, **streams):
+                cluster, databases = read_facts(ctx, long, **streams)
+                lines[ctx.host] = report_lines(ctx.host, cluster, databases, long)
+
+            outcomes = fan_out(current, names, work)
+            every = [line for n in names for line in lines.get(n, [])]
+            if watch:
+                print("\x1b[H\x1b[2J", end="")
+            if json:
+                print(json_module.dumps(as_json(every), indent=2))
+            else:
+                for n in names:
+                    if lines.get(n):
+                        print(f"== {n}: {worst(lines[n])}")
+                        print(format_table(("check", "subject", "value", "level", "detail"),
+                                           [(x.check, x.subject, x.value, x.level, x.detail) for x in lines[n]]))
+            failed = [o for o in outcomes if o.exit_code]
+            for o in failed:
+                print(f"atelier: {o.error}" if target else f"· skipped {o.name}: {o.error}", file=sys.stderr)
+            if not watch:
+                break
+            time.sleep(watch)
+        if failed and target:
+            finish(failed)
+        if worst(every) == "crit":
+            raise AtelierError("the report has crit lines")
+
+
+# ---- PgBouncer and pgbench ------------------------------------------------------------------------
+
+@atelier_task
+def pool(c):
+    """PgBouncer's SHOW POOLS and SHOW STATS (ATELIER_PGBOUNCER=1)."""
+    from ..pgbouncer import console
+
+    with session(c) as current:
+        print(console(current.model, ["SHOW POOLS", "SHOW STATS"]), end="")
+
+
+@atelier_task(help={"target": SERVER_HELP, "clients": "client counts, comma-separated (default 10,50,500)",
+                    "via": "direct, pgbouncer or both: direct,pgbouncer (default: both when pgbouncer runs)",
+                    "seconds": "seconds per run (default 30)",
+                    "scale": "pgbench scale when its tables are made (default 10; existing tables are kept)",
+                    "script": "pgbench's built-in script: tpcb-like (default), select-only, simple-update",
+                    "db": "the database (default experdb)", "json": "print JSON"})
+def bench(c, target=None, clients="10,50,500", via=None, seconds=30, scale=10, script="tpcb-like",
+          db="experdb", json=False):
+    """pgbench at each client count, direct and through PgBouncer: CSV and a chart in bench-results/<server>/."""
+    from dataclasses import asdict
+
+    from .. import pgbench
+    from ..backup import checked_db_name, stamp
+    from ..pgbouncer import NOT_ENABLED
+    from ..table import format_table
+
+    counts = pgbench.parse_clients(clients)
+    seconds, scale = whole("--seconds", seconds), whole("--scale", scale)
+    if script not in pgbench.SCRIPTS:
+        raise choice_error("script", script, pgbench.SCRIPTS)
+    db = checked_db_name(db)
+    with session(c) as current:
+        vias = pgbench.parse_vias(via) if via else (
+            ["direct", "pgbouncer"] if current.settings.pgbouncer else ["direct"])
+        if "pgbouncer" in vias and not current.settings.pgbouncer:
+            raise AtelierError(NOT_ENABLED)
+        name = one_target(current, target)
+        ctx = current.context(name, "postgres")
+        found = pgbench.pgbench_scale(ctx, db)
+        if found is None:
+            say(f"no pgbench tables in {db} on {name}: making them at scale {scale}")
+            size = pgbench.initialise(ctx, db, scale)
+            say(f"pgbench data: scale {scale}, {size}")
+        else:
+            say(f"pgbench data in {db}: scale {found}" + (
+                f" (kept; --scale {scale} applies when its tables are made: drop pgbench_* to remake them)"
+                if found != scale else ""))
+        runs = []
+        for way in vias:
+            for n in counts:
+                say(f"{script} {way} at {n} clients for {seconds} s")
+                run = pgbench.bench_one(ctx, name, way, db, script, n, seconds,
+                                        current.model.service_address("pgbouncer"))
+                if run.error:
+                    say(f"  {way} at {n} clients: {run.error}")
+                runs.append(run)
+        base = current.settings.bench_dir / name / stamp()
+        pgbench.write_csv(base.with_suffix(".csv"), runs)
+        pgbench.write_chart(base.with_suffix(".png"), runs, f"{name}: pgbench {script}, {seconds} s per run")
+    if json:
+        print(json_module.dumps({"csv": str(base.with_suffix(".csv")), "chart": str(base.with_suffix(".png")),
+                                 "runs": [asdict(r) for r in runs]}, indent=2))
+        return
+    print(format_table(("via", "clients", "tps", "lat avg ms", "p99 ms", "done", "failed", "server conns", "error"),
+                       [(r.via, r.clients, "-" if r.tps is None else f"{r.tps:.0f}",
+                         r.latency_avg_ms if r.latency_avg_ms is not None else "-",
+                         r.p99_ms if r.p99_ms is not None else "-", r.transactions, r.failed,
+                         r.max_server_connections, r.error) for r in runs],
+                       right=("clients", "tps", "lat avg ms", "p99 ms", "done", "failed", "server conns")))
+    print(base.with_suffix(".csv"))
+    print(base.with_suffix(".png"))
