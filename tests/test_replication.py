@@ -17,28 +17,19 @@ from pathlib import Path
 import pytest
 
 from atelier import engine
-from atelier.model import Environment, select
-from atelier.settings import load_settings
-from helpers import ROOT, inv, project_settings, wait_for
+from helpers import ROOT, inv, wait_for
 
 pytestmark = pytest.mark.engine
 
-PROJECT = "ateliertest-repl"
-TEST_ENV = project_settings(PROJECT, "172.20", 25000)
 ACTIVE, STANDBY, STANDALONE = (f"debian12-pg15-{r}" for r in ("active", "standby", "standalone"))
 PAIR = "debian12-pg15-active,debian12-pg15-standby"
 PG17_STANDALONE = "debian13-pg17-standalone"
 
 
 @pytest.fixture(scope="module")
-def environ(tmp_path_factory):
-    state = tmp_path_factory.mktemp("repl-state")
-    values = {**TEST_ENV, "ATELIER_STATE_DIR": str(state), "ATELIER_BACKUP_DIR": str(state / "backups")}
-    inv(values, "build", "--profile", "debian")
-    inv(values, "up", "--profile", "debian")
-    yield values
-    engine.down(Environment(load_settings(environ=values), select("debian")), remove_volumes=True,
-                say=lambda _: None)
+def environ(debian_environ):
+    """The debian profile, shared with test_db_service.py (conftest.py)."""
+    return debian_environ
 
 
 def sql(environ, target, query, db="experdb", check=True):
@@ -153,7 +144,7 @@ def test_synchronous_failover_loses_nothing(environ):
 def test_a_promoted_server_stays_primary_across_restart_and_down_up(environ, tmp_path):
     pair_with_primary(environ, STANDBY)  # the container named standby is the primary
     sql(environ, STANDBY, "create table if not exists kept (n int); insert into kept values (42)")
-    engine.connect().containers.get(f"{PROJECT}-{STANDBY}").restart()
+    engine.connect().containers.get(f"{environ['ATELIER_PROJECT']}-{STANDBY}").restart()
     inv(environ, "up")
     assert serves(environ, STANDBY) == "primary"
     inv(environ, "down")
