@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 from .engine import connect
@@ -75,6 +76,18 @@ def ensure_base(client, settings: Settings, os_name: str, say=print) -> str:
     return "made"
 
 
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
+
+
+def debootstrap_script(codename: str, scripts: Path = DEBOOTSTRAP_SCRIPTS) -> list[str]:
+    """debootstrap knows a release by a script of its name; one older than the
+    release (forky is newer than Debian 12's debootstrap) gets sid's, which
+    every Debian release since bullseye uses."""
+    if (scripts / codename).exists() or not (scripts / "sid").exists():
+        return []
+    return [str(scripts / "sid")]
+
+
 def _debootstrap(client, settings: Settings, os_name: str, name: str, say) -> None:
     os_info = OSES[os_name]
     if shutil.which("debootstrap") is None:
@@ -84,7 +97,7 @@ def _debootstrap(client, settings: Settings, os_name: str, name: str, say) -> No
     say(f"[base] debootstrap {os_info.codename} from {mirror}")
     with tempfile.TemporaryDirectory(prefix=f"atelier-{os_name}-") as root:
         run = subprocess.run(
-            ["debootstrap", "--variant=minbase", os_info.codename, root, mirror],
+            ["debootstrap", "--variant=minbase", os_info.codename, root, mirror, *debootstrap_script(os_info.codename)],
             capture_output=True, text=True)
         if run.returncode != 0:
             tail = (run.stdout + run.stderr).strip().splitlines()[-1:] or ["(no output)"]
@@ -157,6 +170,17 @@ def _build_once(client, tag: str, context: bytes, proxy: dict, say, labels: dict
     return True, ("built" if ran_steps else "cached"), "\n".join(log_lines)
 
 
+def failure_reason(log: str) -> str:
+    """What a failed build says went wrong: the package manager's own error
+    (apt's `E:` line, dnf's `Error:`: it names the package or the archive),
+    else the build's last line."""
+    lines = log.strip().splitlines()
+    if not lines:
+        return "no output"
+    named = [line.strip() for line in lines if re.match(r"\s*(E:|Error:|No match for argument)", line)]
+    return named[0] if named else lines[-1]
+
+
 def build_image(client, tag: str, context: bytes, tries: int, proxy: dict | None = None,
                 say=print, sleep=time.sleep, labels: dict | None = None, refresh: bool = False) -> BuildResult:
     """Build one image; on a failure that looks transient, wait longer each
@@ -172,7 +196,7 @@ def build_image(client, tag: str, context: bytes, tries: int, proxy: dict | None
             ok, outcome, log = False, "failed", str(exc)
         if ok:
             return BuildResult(tag, time.monotonic() - started, outcome, attempt)
-        last = log.strip().splitlines()[-1] if log.strip() else "no output"
+        last = failure_reason(log)
         if attempt <= len(delays) and is_transient(log):
             say(f"[{tag}] try {attempt} failed ({last[:120]}); retrying in {delays[attempt - 1]:.0f}s")
             sleep(delays[attempt - 1])

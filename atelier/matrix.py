@@ -32,6 +32,8 @@ class OsInfo:
     prompt: str  # short tag in the shell prompt, e.g. r08, u22, d12
     default_base: str  # "debootstrap" or an image reference to pull
     archive_majors: frozenset[int] = frozenset()  # majors the OS's own archive carries
+    testing: bool = False  # a Debian testing release: its Release files expire within days
+    cgroup2_only: bool = False  # its systemd (258 and later) boots on cgroup v2 only
 
     @property
     def package_manager(self) -> str:
@@ -47,6 +49,10 @@ OSES = {
         OsInfo("ubuntu24", "ubuntu", "24.04", 24, "noble", "u24", "ubuntu:24.04", frozenset({16})),
         OsInfo("debian12", "debian", "12", 12, "bookworm", "d12", "debootstrap", frozenset({15})),
         OsInfo("debian13", "debian", "13", 13, "trixie", "d13", "debootstrap", frozenset({17})),
+        # Debian testing today, pinned by its name so that it does not move on
+        # at the next release; its own archive carries PostgreSQL 18.
+        OsInfo("debian14", "debian", "14", 14, "forky", "d14", "debootstrap", frozenset({18}), testing=True,
+               cgroup2_only=True),
     )
 }
 

@@ -125,7 +125,7 @@ def _profiles() -> dict[str, Selection]:
     profiles = {
         "default": Selection((("debian12", 15),), profile="default"),
         # Each Debian release with its own PostgreSQL: builds with only Debian's archive.
-        "debian": Selection((("debian12", 15), ("debian13", 17)), profile="debian"),
+        "debian": Selection((("debian12", 15), ("debian13", 17), ("debian14", 18)), profile="debian"),
         # Every OS with the major(s) its own archive carries: no PGDG needed.
         "distro": Selection(archive, profile="distro"),
     }

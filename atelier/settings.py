@@ -47,6 +47,7 @@ class Settings:
     debian_mirror: str = "http://deb.debian.org/debian"
     debian_security_mirror: str = "http://deb.debian.org/debian-security"
     ubuntu_mirror: str = "http://archive.ubuntu.com/ubuntu"
+    debian_snapshot: bool = False  # the Debian mirror is a frozen snapshot: expired Release files are used
     build_tries: int = 10
     build_jobs: int = 2
     tmux_socket: str = ""  # a tmux -L socket name; "" for the user's own server
@@ -205,6 +206,7 @@ def parse_settings(env: dict, root: Path) -> Settings:
         debian_mirror=_mirror(env, "ATELIER_DEBIAN_MIRROR", Settings.debian_mirror),
         debian_security_mirror=_mirror(env, "ATELIER_DEBIAN_SECURITY_MIRROR", Settings.debian_security_mirror),
         ubuntu_mirror=_mirror(env, "ATELIER_UBUNTU_MIRROR", Settings.ubuntu_mirror),
+        debian_snapshot=_bool(env, "ATELIER_DEBIAN_SNAPSHOT", False),
         build_tries=_int(env, "ATELIER_BUILD_TRIES", 10, 1, 100),
         # Builds wait on mirrors as much as on cores: two per core, at most four.
         build_jobs=_int(env, "ATELIER_BUILD_JOBS", min(4, 2 * (os.cpu_count() or 1)), 1, 64),

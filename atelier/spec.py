@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from .matrix import OSES
 from .model import Container, Environment
 from .runtime import runtime_files
 
@@ -46,8 +47,10 @@ def container_spec(env: Environment, container: Container, cgroup_version: int) 
         # and /tmp, SYS_PTRACE for gdb and valgrind. On cgroup v1 it needs no
         # more (the host's cgroup tree is mounted read-only). On cgroup v2 it
         # gets a cgroup namespace of its own, which it may mount (SYS_ADMIN):
-        # never the host's cgroup tree read-write.
-        if cgroup_version == 2:
+        # never the host's cgroup tree read-write. An OS whose systemd boots
+        # on cgroup v2 only gets the same on a v1 host, and mounts its own
+        # cgroup2 subtree (the image's atelier-init).
+        if cgroup_version == 2 or OSES[container.os].cgroup2_only:
             binds, cgroupns, caps = (), "private", ("SYS_ADMIN", "SYS_PTRACE")
         else:
             binds, cgroupns, caps = (("/sys/fs/cgroup", "/sys/fs/cgroup", "ro"),), "", ("SYS_PTRACE",)

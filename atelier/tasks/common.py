@@ -177,7 +177,7 @@ def confirm(question: str, yes: bool, refusal: str) -> None:
 SELECT_HELP = {
     "profile": "a profile or the start of its name: default, debian, distro, pg14..pg18, an OS name, full, "
                "develop (with no option: the selection the last up used)",
-    "os": "OS name(s), comma-separated: rocky8, rocky9, ubuntu22, ubuntu24, debian12, debian13",
+    "os": "OS name(s), comma-separated: rocky8, rocky9, ubuntu22, ubuntu24, debian12, debian13, debian14",
     "pg": "PostgreSQL major(s), comma-separated: 14..18",
 }
 
