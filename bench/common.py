@@ -17,6 +17,7 @@ BENCH_ENV = {
     "ATELIER_HTTP_PORT": "28080",
     "ATELIER_SQUID_PORT": "23128",
     "ATELIER_STATE_DIR": str(ROOT / ".state" / "atelierbench"),
+    "ATELIER_DEBIAN_SNAPSHOT": "1",  # as the tests: this machine's Debian mirror is a frozen copy
 }
 
 

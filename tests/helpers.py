@@ -40,4 +40,7 @@ def project_settings(project: str, subnet: str, port_base: int) -> dict:
         "ATELIER_HTTP_PORT": str(port_base + 80),
         "ATELIER_SQUID_PORT": str(port_base + 128),
         "ATELIER_BIND_ADDRESS": "127.0.0.1",
+        # This machine's Debian mirror is a frozen copy: forky's Release files
+        # have expired on it (see ATELIER_DEBIAN_SNAPSHOT in .env.example).
+        "ATELIER_DEBIAN_SNAPSHOT": "1",
     }

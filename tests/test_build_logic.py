@@ -22,3 +22,26 @@ def test_dockerfile_and_package_errors_are_not():
 def test_delays_grow_and_are_capped():
     assert retry_delays(10) == [2, 4, 8, 16, 32, 60, 60, 60, 60]
     assert retry_delays(1) == []
+
+
+def test_a_failed_build_is_named_by_the_package_managers_own_error():
+    from atelier.build import failure_reason
+
+    log = ("Step 5/12 : RUN apt-get update && apt-get install ...\nReading package lists...\n"
+           "E: Release file for http://deb.debian.org/debian/dists/forky/InRelease is expired\n"
+           "E: Release file for http://deb.debian.org/debian/dists/forky-updates/InRelease is expired\n"
+           "The command '/bin/sh -c apt-get update' returned a non-zero code: 100")
+    assert failure_reason(log).startswith("E: Release file for http://deb.debian.org/debian/dists/forky/")
+    assert failure_reason("Error: Unable to find a match: liburing-devel\nThe command ... 1") == \
+        "Error: Unable to find a match: liburing-devel"
+    assert failure_reason("step\nThe command x returned 2") == "The command x returned 2"
+    assert failure_reason("") == "no output"
+
+
+def test_debootstrap_gets_sids_script_for_a_release_newer_than_itself(tmp_path):
+    from atelier.build import debootstrap_script
+
+    (tmp_path / "sid").write_text("")
+    (tmp_path / "trixie").write_text("")
+    assert debootstrap_script("trixie", tmp_path) == []
+    assert debootstrap_script("forky", tmp_path) == [str(tmp_path / "sid")]

@@ -57,11 +57,20 @@ def test_profiles_exist_for_every_major_and_os():
 
 def test_debian_and_distro_profiles_need_no_pgdg(make_env):
     env = make_env("debian")
-    assert [c.name for c in env.containers if c.role == "init"] == ["debian12-init", "debian13-init"]
-    assert {(c.os, c.major) for c in env.servers} == {("debian12", 15), ("debian13", 17)}
+    assert [c.name for c in env.containers if c.role == "init"] == ["debian12-init", "debian13-init", "debian14-init"]
+    assert {(c.os, c.major) for c in env.servers} == {("debian12", 15), ("debian13", 17), ("debian14", 18)}
     assert all(i.build.source == "distro" for i in env.images if i.build)
-    assert set(PROFILES["distro"].groups) == {("debian12", 15), ("debian13", 17), ("ubuntu22", 14),
+    assert set(PROFILES["distro"].groups) == {("debian12", 15), ("debian13", 17), ("debian14", 18), ("ubuntu22", 14),
                                               ("ubuntu24", 16)}
+
+
+def test_debian14_is_forky_pinned_by_name_with_postgresql_18_from_its_archive(make_env):
+    forky = OSES["debian14"]
+    assert (forky.codename, forky.octet, forky.prompt, forky.default_base) == ("forky", 14, "d14", "debootstrap")
+    assert PgBuild(forky, 18).source == "distro" and PgBuild(forky, 17).source == "pgdg"
+    env = make_env(os="debian14", pg="18")
+    assert env.container("debian14-pg18-active").address == "172.30.14.18"
+    assert env.container("debian14-pg18-standby").address == "172.30.14.48"
 
 
 def test_selection_args_select_it_again():
@@ -79,7 +88,7 @@ def _args(text):
 @pytest.mark.parametrize("kwargs,message", [
     ({"pg": "13"}, "unknown PostgreSQL major '13'"),
     ({"pg": "fifteen"}, "unknown PostgreSQL major 'fifteen'"),
-    ({"os": "centos7"}, "unknown OS 'centos7'; valid: rocky8, rocky9, ubuntu22, ubuntu24, debian12, debian13"),
+    ({"os": "centos7"}, "unknown OS 'centos7'; valid: rocky8, rocky9, ubuntu22, ubuntu24, debian12, debian13, debian14"),
     ({"profile": "fulll"}, "did you mean full"),
     ({"profile": "pg15", "os": "rocky8"}, "not both"),
 ])

@@ -1,6 +1,6 @@
 """The SSH path, for real: host -> HAProxy on 127.0.0.1 -> an init container
 -> target, with real sshd, real HAProxy and pinned host keys. Uses the
-`debian` profile (debian12/PG15 and debian13/PG17), which has two init
+`debian` profile (debian12/PG15, debian13/PG17 and debian14/PG18), which has three init
 containers for HAProxy to balance over, under a project of its own."""
 
 from __future__ import annotations
@@ -265,6 +265,7 @@ def test_inv_vscode_prints_the_host_folder_and_code_command(environ):
     assert one[1:] == ["host:   debian12-pg15-active", "folder: /var/lib/postgresql/workspace",
                        "open:   code --remote ssh-remote+debian12-pg15-active /var/lib/postgresql/workspace"]
     many = inv(environ, "vscode", "-t", "*-standby").stdout.splitlines()[1:]
-    assert [line.split()[0] for line in many] == ["debian12-pg15-standby", "debian13-pg17-standby"]
+    assert [line.split()[0] for line in many] == ["debian12-pg15-standby", "debian13-pg17-standby",
+                                                  "debian14-pg18-standby"]
     init = inv(environ, "vscode", "-t", "debian12-init", check=False)
     assert init.returncode == 1 and "no server among them" in init.stderr

@@ -89,8 +89,9 @@ def test_a_profile_switch_adds_then_removes_panes_in_order_keeping_the_rest(envi
     before = windows(server)
     inv(environ, "tmux.reload", "--profile", "debian", "--no-attach")
     after = windows(server)
-    assert [key for _, key in after["init"]] == ["debian12-init", "debian13-init"]
-    assert [key for _, key in after["standby"]] == ["debian12-pg15-standby", "debian13-pg17-standby"]
+    assert [key for _, key in after["init"]] == ["debian12-init", "debian13-init", "debian14-init"]
+    assert [key for _, key in after["standby"]] == ["debian12-pg15-standby", "debian13-pg17-standby",
+                                                    "debian14-pg18-standby"]
     for name in ("init", "active", "standby", "standalone"):
         assert after[name][0] == before[name][0]  # debian12's panes kept, same id
     # The selection is remembered: a bare `up` keeps the debian profile.

@@ -106,5 +106,6 @@ def test_container_layout_follows_roles_then_the_model(make_env):
     servers = [c for c in env.containers if c.systemd]
     built = container_layout(servers, "/s/ssh_config", {"status": "exec true"})
     assert [name for name, _ in built.windows] == ["init", "active", "standby", "standalone", "services"]
-    assert [p.key for p in dict(built.windows)["standby"]] == ["debian12-pg15-standby", "debian13-pg17-standby"]
+    assert [p.key for p in dict(built.windows)["standby"]] == ["debian12-pg15-standby", "debian13-pg17-standby",
+                                                              "debian14-pg18-standby"]
     assert dict(built.windows)["init"][0].command == "exec ssh -F /s/ssh_config -t debian12-init"
