@@ -69,7 +69,8 @@ def test_globs_users_and_exit_codes(environ):
     run = inv(environ, "run", "-t", "*-standby", "--", "id -un; test $(hostname) = debian12-pg15-standby",
               check=False)
     assert lines_by_target(run.stdout) == {"debian12-pg15-standby": ["postgres"],
-                                           "debian13-pg17-standby": ["postgres"]}
+                                           "debian13-pg17-standby": ["postgres"],
+                                           "debian14-pg18-standby": ["postgres"]}
     assert run.returncode == 1
     assert re.search(r"debian13-pg17-standby\s+1\s", run.stderr)
     init = inv(environ, "run", "-t", "debian13-init", "--", "id", "-un")
@@ -171,9 +172,9 @@ def test_keys_only_no_root_no_passwords(environ, container):
 def test_init_containers_share_one_host_key_and_servers_have_their_own(settings):
     entries = dict(line.split(" ", 1) for line in known_hosts_path(settings).read_text().splitlines())
     bastion = settings.keys.bastion_public
-    assert entries["debian12-init"] == entries["debian13-init"] == bastion
+    assert entries["debian12-init"] == entries["debian13-init"] == entries["debian14-init"] == bastion
     servers = [v for k, v in entries.items() if "-pg" in k]
-    assert len(servers) == 6 and len(set(servers)) == 6 and bastion not in servers
+    assert len(servers) == 9 and len(set(servers)) == 9 and bastion not in servers
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")

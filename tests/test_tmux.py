@@ -60,7 +60,7 @@ def prompts_shown(server) -> bool:
         if name == "services":
             continue
         for pane_id, key in panes:
-            if not re.search(r"[pa]@d1[23]-(p1[57]|init)-[ias#]", screen(server, pane_id)):
+            if not re.search(r"[pa]@d1[234]-(p1[578]|init)-[ias#]", screen(server, pane_id)):
                 return False
     return True
 
