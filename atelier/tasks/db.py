@@ -324,7 +324,7 @@ def tune(c, target=None, memory=None, cpus=None, storage="ssd", workload="oltp",
                 print(f"db.tune has applied nothing on {name}")
                 return
             print(f"{name}: put back " + ", ".join(f"{k}={'(default)' if v is None else v}" for k, v in record.items()))
-            _restart_note(ctx, name, pending, restart, tuning)
+            _restart_note(ctx, name, pending, restart)
             return
         found_memory, found_cpus = tuning.read_machine(ctx)
         settings = tuning.current_settings(ctx, ["max_connections"])
@@ -357,10 +357,12 @@ def tune(c, target=None, memory=None, cpus=None, storage="ssd", workload="oltp",
         pending = tuning.apply(ctx, changes)
         print(f"{name}: applied {len(changes)} settings with ALTER SYSTEM and reloaded "
               f"(`inv db.tune -t {name} --reset` undoes them)")
-        _restart_note(ctx, name, pending, restart, tuning)
+        _restart_note(ctx, name, pending, restart)
 
 
-def _restart_note(ctx, name, pending, restart, tuning) -> None:
+def _restart_note(ctx, name, pending, restart) -> None:
+    from .. import tuning
+
     if not pending:
         return
     if restart:
