@@ -348,6 +348,16 @@ def git_pull(c, **kw) -> None:
     step(c, "git pull", _each_repo("git fetch --all -q && git pull --ff-only -q"), **kw)
 
 
+def git_log(c, lines: int = 0, **kw) -> None:
+    """The original's one-line log of every workspace repository, cut to the
+    screen's height (`lines`, else the terminal's, else 20)."""
+    count = int(lines) if lines else 0
+    height = (f"{count}" if count else '$(( $(tput lines 2>/dev/null || echo 24) - 4 ))')
+    body = (f'n={height}; [ "$n" -gt 0 ] 2>/dev/null || n=20; '
+            'git --no-pager log --oneline --decorate --graph -n "$n"')
+    step(c, "git log", _each_repo(body), **kw)
+
+
 def git_update(c, **kw) -> None:
     """Fetch every remote, make main/master from origin when missing, update
     submodules, pull."""

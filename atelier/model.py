@@ -128,6 +128,9 @@ def _profiles() -> dict[str, Selection]:
         "debian": Selection((("debian12", 15), ("debian13", 17), ("debian14", 18)), profile="debian"),
         # Every OS with the major(s) its own archive carries: no PGDG needed.
         "distro": Selection(archive, profile="distro"),
+        # The original's default: OSes and majors mixed (its docker-compose.yml).
+        "original": Selection((("rocky8", 17), ("rocky9", 18), ("ubuntu22", 15), ("ubuntu24", 16)),
+                              profile="original"),
     }
     for m in MAJORS:
         profiles[f"pg{m}"] = _product(all_oses, (m,), profile=f"pg{m}")
@@ -156,29 +159,43 @@ def _parse_list(value, what: str, choices, convert=str) -> tuple:
     return tuple(sorted(items, key=list(choices).index))
 
 
-def profile_named(word: str) -> str:
+def all_profiles(user: dict[str, tuple] | None = None) -> dict[str, Selection]:
+    """The built-in profiles, then the user's own (settings.profiles)."""
+    mine = {name: Selection(groups, profile=name) for name, groups in (user or {}).items()}
+    for name in mine:
+        if name in PROFILES:
+            raise AtelierError(f"ATELIER_PROFILE_{name.upper().replace('-', '_')}: {name} is a built-in profile; "
+                               "give yours another name")
+    return {**PROFILES, **mine}
+
+
+def profile_named(word: str, profiles: dict[str, Selection] | None = None) -> str:
     """A profile by its name, or by the one profile it begins or is part of,
     as the original's docker-reload matched them; several is an error."""
-    if word in PROFILES:
+    profiles = PROFILES if profiles is None else profiles
+    if word in profiles:
         return word
-    matches = [p for p in PROFILES if p.startswith(word)] or [p for p in PROFILES if word in p]
+    matches = [p for p in profiles if p.startswith(word)] or [p for p in profiles if word in p]
     if len(matches) == 1:
         return matches[0]
     if matches:
         raise AtelierError(f"profile {word!r} matches {', '.join(matches)}; give more of its name")
-    raise choice_error("profile", word, PROFILES)
+    raise choice_error("profile", word, profiles)
 
 
-def select(profile: str | None = None, os: str | None = None, pg=None) -> Selection:
+def select(profile: str | None = None, os: str | None = None, pg=None,
+           user_profiles: dict[str, tuple] | None = None) -> Selection:
     """Resolve the user's --profile / --os / --pg into a Selection.
 
     --pg alone: that major on every OS; --os alone: every major on that OS;
-    both: their intersection. A profile stands alone.
+    both: their intersection. A profile stands alone; the user's own
+    profiles (ATELIER_PROFILE_<NAME>) are named like the built-in ones.
     """
     if profile and (os or pg):
         raise AtelierError("give either --profile or --os/--pg, not both")
     if profile:
-        return PROFILES[profile_named(profile)]
+        profiles = all_profiles(user_profiles)
+        return profiles[profile_named(profile, profiles)]
     if not os and not pg:
         return PROFILES["default"]
     oses = _parse_list(os, "OS", OSES) if os else tuple(OSES)

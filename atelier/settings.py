@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AtelierError
-from .matrix import OSES
+from .matrix import MAJORS, OSES
 from .state import Keys, ensure_keys, ensure_secrets
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -54,6 +54,7 @@ class Settings:
     state_dir: Path = Path(".state/atelier")
     backup_dir: Path = Path("backups")  # db.backup and db.basebackup write here, on this host
     bench_dir: Path = Path("bench-results")  # db.bench's CSV and charts, on this host
+    profiles: dict = field(default_factory=dict)  # the user's own: name -> ((OS, major), ...)
     keys: Keys | None = None
 
     @property
@@ -136,6 +137,38 @@ def _mirror(env: dict, key: str, default: str) -> str:
     return value.rstrip("/")
 
 
+PROFILE_KEY = re.compile(r"^ATELIER_PROFILE_([A-Z0-9_]+)$")
+
+
+def parse_groups(key: str, text: str) -> tuple[tuple[str, int], ...]:
+    """'rocky8:17,ubuntu22:15' -> its (OS, major) groups; an unknown OS or
+    major, or an item that is not OS:major, is one line naming the choices."""
+    groups: list[tuple[str, int]] = []
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        os_name, colon, major = item.partition(":")
+        if not colon:
+            raise AtelierError(f"{key}: {item!r} is not OS:major, like debian12:15")
+        if os_name not in OSES:
+            raise AtelierError(f"{key}: unknown OS {os_name!r}; valid: {', '.join(OSES)}")
+        if not major.isdigit() or int(major) not in MAJORS:
+            raise AtelierError(f"{key}: unknown PostgreSQL major {major!r}; valid: {', '.join(map(str, MAJORS))}")
+        if (os_name, int(major)) not in groups:
+            groups.append((os_name, int(major)))
+    if not groups:
+        raise AtelierError(f"{key} is empty; give OS:major groups, like debian12:15,debian13:17")
+    return tuple(groups)
+
+
+def user_profiles(env: dict) -> dict[str, tuple]:
+    """ATELIER_PROFILE_MIX=rocky8:17,ubuntu22:15 -> {"mix": (("rocky8", 17), ...)}."""
+    found = {}
+    for key, value in sorted(env.items()):
+        match = PROFILE_KEY.match(key)
+        if match:
+            found[match.group(1).lower().replace("_", "-")] = parse_groups(key, value)
+    return found
+
+
 def read_env(root: Path, environ: dict | None = None) -> dict:
     """ATELIER_* settings: `.env` in `root`, overridden by the environment."""
     from dotenv import dotenv_values
@@ -187,6 +220,7 @@ def parse_settings(env: dict, root: Path) -> Settings:
             )
         base_images[name] = value
 
+    profiles = user_profiles(env)
     state_dir = Path(env.get("ATELIER_STATE_DIR") or root / ".state" / project)
     backup_dir = Path(env.get("ATELIER_BACKUP_DIR") or root / "backups")
     bench_dir = Path(env.get("ATELIER_BENCH_DIR") or root / "bench-results")
@@ -214,4 +248,5 @@ def parse_settings(env: dict, root: Path) -> Settings:
         state_dir=state_dir,
         backup_dir=backup_dir,
         bench_dir=bench_dir,
+        profiles=profiles,
     )

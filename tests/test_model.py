@@ -167,3 +167,44 @@ def test_prompt_is_the_originals(make_env):
     assert env.container("rocky8-pg14-active").prompt == "r08-p14-a"
     assert env.container("ubuntu22-pg15-standby").prompt == "u22-p15-s"
     assert env.container("rocky9-pg16-standalone").prompt == "r09-p16-#"
+
+
+def test_the_originals_default_mix_ships_as_a_profile():
+    assert PROFILES["original"].groups == (("rocky8", 17), ("rocky9", 18), ("ubuntu22", 15), ("ubuntu24", 16))
+    assert select("orig").profile == "original"
+
+
+def test_a_users_own_profile_is_selected_like_a_built_in_one(settings, tmp_path):
+    from pathlib import Path
+
+    from atelier.model import Environment
+    from atelier.settings import parse_settings
+
+    mine = parse_settings({"ATELIER_PROFILE_MIX": "rocky8:17, ubuntu22:15,rocky8:17",
+                           "ATELIER_PROFILE_TWO_DEBIANS": "debian12:15,debian14:18"}, Path(tmp_path)).profiles
+    assert mine == {"mix": (("rocky8", 17), ("ubuntu22", 15)),
+                    "two-debians": (("debian12", 15), ("debian14", 18))}
+    chosen = select("mix", user_profiles=mine)
+    assert chosen.groups == (("rocky8", 17), ("ubuntu22", 15)) and chosen.args == "--profile mix"
+    env = Environment(settings, select("two", user_profiles=mine), nofile_ceiling=20000)
+    assert {(c.os, c.major) for c in env.servers} == {("debian12", 15), ("debian14", 18)}
+    with pytest.raises(AtelierError, match="valid: .*mix"):
+        select("nosuch", user_profiles=mine)
+    with pytest.raises(AtelierError, match="built-in profile"):
+        select("full", user_profiles={"full": (("debian12", 15),)})
+
+
+@pytest.mark.parametrize("value, message", [
+    ("rocky8", "'rocky8' is not OS:major"),
+    ("centos7:15", "unknown OS 'centos7'; valid: rocky8"),
+    ("debian12:13", "unknown PostgreSQL major '13'; valid: 14, 15, 16, 17, 18"),
+    ("", "is empty"),
+])
+def test_a_bad_user_profile_is_one_line(value, message, tmp_path):
+    from pathlib import Path
+
+    from atelier.settings import parse_settings
+
+    with pytest.raises(AtelierError, match=message) as caught:
+        parse_settings({"ATELIER_PROFILE_MIX": value}, Path(tmp_path))
+    assert str(caught.value).startswith("ATELIER_PROFILE_MIX") and "\n" not in str(caught.value)

@@ -96,6 +96,10 @@ def test_git_helpers_act_on_every_repository_in_the_workspace(environ):
         f"echo two > f; {git} commit -qam two; git push -q origin main; touch ~/workspace/ext/untracked")
     inv(environ, "git.pull", "-t", active)
     assert inv(environ, "run", "-t", active, "--", "cat ~/workspace/ext/f").stdout.strip() == "two"
+    log = inv(environ, "git.log", "-t", active).stdout
+    assert "== /var/lib/postgresql/workspace/ext" in log and " two" in log and " one" in log
+    one = inv(environ, "git.log", "-t", active, "--lines", "1").stdout
+    assert " two" in one and " one" not in one
     inv(environ, "git.update", "-t", active)
     asked = inv(environ, "git.clean", "-t", active, check=False)
     assert asked.returncode == 1 and "Would remove untracked" in asked.stdout

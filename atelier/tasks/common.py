@@ -149,7 +149,8 @@ def selected_environment(c, profile=None, os=None, pg=None):
     """The model of the selection that --profile/--os/--pg name."""
     from ..model import Environment, select
 
-    return Environment(settings_of(c), select(profile=profile, os=os, pg=pg))
+    settings = settings_of(c)
+    return Environment(settings, select(profile=profile, os=os, pg=pg, user_profiles=settings.profiles))
 
 
 def locked(settings, what: str):

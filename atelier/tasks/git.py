@@ -13,6 +13,17 @@ def pull(c, target=None, user=None):
     on_targets(c, target, user, git_pull)
 
 
+@atelier_task(help={**TARGET_AND_USER, "lines": "commits per repository (default: the screen's height)"})
+def log(c, target=None, user=None, lines=0):
+    """One line per commit, cut to the screen's height, in every workspace repository."""
+    from ..in_container import git_log
+
+    if int(lines) < 0:
+        from ..errors import AtelierError
+        raise AtelierError(f"--lines {lines} must be 0 (the screen's height) or more")
+    on_targets(c, target, user, lambda ctx, **kw: git_log(ctx, int(lines), **kw))
+
+
 @atelier_task(help=TARGET_AND_USER)
 def update(c, target=None, user=None):
     """Fetch all, make main/master from origin when missing, update submodules, pull."""

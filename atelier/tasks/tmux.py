@@ -84,8 +84,9 @@ def reload(c, profile=None, os=None, pg=None, no_attach=False):
 def _choose_profile(c) -> str | None:
     """On a terminal: the profiles, the current one marked; Enter keeps it."""
     from ..errors import AtelierError
-    from ..model import PROFILES, profile_named
+    from ..model import all_profiles, profile_named
 
+    PROFILES = all_profiles(settings_of(c).profiles)
     _, current = remembered_environment(c)
     now = current.get("profile", "default" if not current else "")
     for number, name in enumerate(PROFILES, 1):
@@ -97,7 +98,7 @@ def _choose_profile(c) -> str | None:
         if not 1 <= int(answer) <= len(PROFILES):
             raise AtelierError(f"no profile number {answer}; valid: 1 to {len(PROFILES)}")
         return list(PROFILES)[int(answer) - 1]
-    return profile_named(answer)
+    return profile_named(answer, PROFILES)
 
 
 @atelier_task(name="list")
