@@ -65,6 +65,11 @@ class Extension:
     package: str = ""  # package name pattern, {major} filled in; empty for git builds
     preload: str = ""  # library for shared_preload_libraries, if it needs one
     git: str = ""  # source repository for extensions no archive packages
+    create: str | None = None  # its CREATE EXTENSION name (default: name; "" for a module with none)
+
+    @property
+    def sql_name(self) -> str:
+        return self.name if self.create is None else self.create
 
 
 # What each source of packages offers. A package that is missing makes the
@@ -80,13 +85,13 @@ PGDG_DNF_EXTENSIONS = (
 GIT_EXTENSIONS = (
     Extension("pg_store_plans", git="https://github.com/ossc-db/pg_store_plans.git", preload="pg_store_plans"),
     Extension("pgsentinel", git="https://github.com/pgsentinel/pgsentinel.git", preload="pgsentinel"),
-    Extension("pg_ensure_queryid", git="https://github.com/rjuju/pg_ensure_queryid.git"),
+    Extension("pg_ensure_queryid", git="https://github.com/rjuju/pg_ensure_queryid.git", create=""),
 )
 DEBIAN_ARCHIVE_EXTENSIONS = (
     Extension("pg_qualstats", "postgresql-{major}-pg-qualstats", "pg_qualstats"),
     Extension("pg_stat_kcache", "postgresql-{major}-pg-stat-kcache", "pg_stat_kcache"),
     Extension("pg_wait_sampling", "postgresql-{major}-pg-wait-sampling", "pg_wait_sampling"),
-    Extension("pldebugger", "postgresql-{major}-pldebugger", "plugin_debugger"),
+    Extension("pldebugger", "postgresql-{major}-pldebugger", "plugin_debugger", create="pldbgapi"),
     Extension("plpgsql_check", "postgresql-{major}-plpgsql-check"),
     Extension("hypopg", "postgresql-{major}-hypopg"),
 )
@@ -171,6 +176,13 @@ class PgBuild:
             return DEBIAN_ARCHIVE_EXTENSIONS if self.os.family == "debian" else ()
         packaged = PGDG_DNF_EXTENSIONS if self.os.family == "rocky" else PGDG_APT_EXTENSIONS
         return packaged + GIT_EXTENSIONS
+
+    @property
+    def sql_extensions(self) -> list[str]:
+        """What atelier-pg-roles creates in experdb, as the original's set-up
+        did: the preloaded statistics, plpython3u, and every extension the
+        image carries (one missing on an OS/major is skipped, and said)."""
+        return ["pg_stat_statements", "plpython3u"] + [e.sql_name for e in self.extensions if e.sql_name]
 
     @property
     def preload_libraries(self) -> list[str]:

@@ -208,3 +208,12 @@ def test_a_bad_user_profile_is_one_line(value, message, tmp_path):
     with pytest.raises(AtelierError, match=message) as caught:
         parse_settings({"ATELIER_PROFILE_MIX": value}, Path(tmp_path))
     assert str(caught.value).startswith("ATELIER_PROFILE_MIX") and "\n" not in str(caught.value)
+
+
+def test_experdb_gets_every_extension_the_image_carries_by_its_sql_name():
+    debian = PgBuild(OSES["debian12"], 15).sql_extensions
+    assert debian[:2] == ["pg_stat_statements", "plpython3u"]
+    assert "pldbgapi" in debian and "pldebugger" not in debian and "hypopg" in debian
+    pgdg = PgBuild(OSES["rocky9"], 18).sql_extensions
+    assert {"pg_hint_plan", "pg_show_plans", "pg_store_plans", "pgsentinel"} <= set(pgdg)
+    assert "pg_ensure_queryid" not in pgdg  # a module with no CREATE EXTENSION
