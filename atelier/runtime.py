@@ -97,6 +97,8 @@ def atelier_env(env: Environment, container: Container) -> str:
         "ATELIER_OS": container.os,
         "ATELIER_PROMPT": container.prompt,
         "ATELIER_SUBNET_CIDR": env.settings.subnet_cidr,
+        "ATELIER_TIMEZONE": env.settings.timezone,
+        "ATELIER_INITDB_LOCALE": env.settings.initdb_locale,
     }
     if container.major:
         values["ATELIER_MAJOR"] = str(container.major)

@@ -55,6 +55,9 @@ class Settings:
     backup_dir: Path = Path("backups")  # db.backup and db.basebackup write here, on this host
     bench_dir: Path = Path("bench-results")  # db.bench's CSV and charts, on this host
     profiles: dict = field(default_factory=dict)  # the user's own: name -> ((OS, major), ...)
+    locales: tuple = ("C.UTF-8", "en_US.UTF-8")  # generated in images
+    initdb_locale: str = "C.UTF-8"  # the locale new clusters are made with
+    timezone: str = "UTC"  # of containers and of PostgreSQL
     keys: Keys | None = None
 
     @property
@@ -138,6 +141,34 @@ def _mirror(env: dict, key: str, default: str) -> str:
 
 
 PROFILE_KEY = re.compile(r"^ATELIER_PROFILE_([A-Z0-9_]+)$")
+# ll_CC.CHARSET, as localedef makes them (ko_KR.EUC-KR, en_US.UTF-8), or C.UTF-8.
+LOCALE_PATTERN = re.compile(r"^(C\.UTF-8|[a-z]{2,3}_[A-Z]{2}\.[A-Za-z0-9-]+)$")
+TIMEZONE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")
+
+
+def parse_locales(env: dict) -> tuple[str, ...]:
+    raw = env.get("ATELIER_LOCALES") or "C.UTF-8,en_US.UTF-8"
+    found = []
+    for word in re.split(r"[\s,]+", raw.strip()):
+        if not LOCALE_PATTERN.match(word):
+            raise AtelierError(f"ATELIER_LOCALES: {word!r} is not a locale like ko_KR.UTF-8, ko_KR.EUC-KR or C.UTF-8")
+        if word not in found:
+            found.append(word)
+    return tuple(["C.UTF-8"] + [w for w in found if w != "C.UTF-8"])
+
+
+def parse_initdb_locale(env: dict, locales: tuple[str, ...]) -> str:
+    value = env.get("ATELIER_INITDB_LOCALE") or "C.UTF-8"
+    if value not in locales:
+        raise AtelierError(f"ATELIER_INITDB_LOCALE={value} is not among ATELIER_LOCALES; valid: {', '.join(locales)}")
+    return value
+
+
+def parse_timezone(env: dict) -> str:
+    value = env.get("ATELIER_TIMEZONE") or "UTC"
+    if not TIMEZONE_PATTERN.match(value) or ".." in value:
+        raise AtelierError(f"ATELIER_TIMEZONE={value} is not a time zone name like UTC or Asia/Seoul")
+    return value
 
 
 def parse_groups(key: str, text: str) -> tuple[tuple[str, int], ...]:
@@ -221,6 +252,7 @@ def parse_settings(env: dict, root: Path) -> Settings:
         base_images[name] = value
 
     profiles = user_profiles(env)
+    locales = parse_locales(env)
     state_dir = Path(env.get("ATELIER_STATE_DIR") or root / ".state" / project)
     backup_dir = Path(env.get("ATELIER_BACKUP_DIR") or root / "backups")
     bench_dir = Path(env.get("ATELIER_BENCH_DIR") or root / "bench-results")
@@ -249,4 +281,7 @@ def parse_settings(env: dict, root: Path) -> Settings:
         backup_dir=backup_dir,
         bench_dir=bench_dir,
         profiles=profiles,
+        locales=locales,
+        initdb_locale=parse_initdb_locale(env, locales),
+        timezone=parse_timezone(env),
     )

@@ -18,6 +18,7 @@ BENCH_ENV = {
     "ATELIER_SQUID_PORT": "23128",
     "ATELIER_STATE_DIR": str(ROOT / ".state" / "atelierbench"),
     "ATELIER_DEBIAN_SNAPSHOT": "1",  # as the tests: this machine's Debian mirror is a frozen copy
+    "ATELIER_LOCALES": "C.UTF-8,en_US.UTF-8,ko_KR.UTF-8,ko_KR.EUC-KR",  # as the tests: one set of images
 }
 
 

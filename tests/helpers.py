@@ -43,4 +43,7 @@ def project_settings(project: str, subnet: str, port_base: int) -> dict:
         # This machine's Debian mirror is a frozen copy: forky's Release files
         # have expired on it (see ATELIER_DEBIAN_SNAPSHOT in .env.example).
         "ATELIER_DEBIAN_SNAPSHOT": "1",
+        # Images are shared by name across projects: every test project asks
+        # for the same locales, the Korean ones the original generated among them.
+        "ATELIER_LOCALES": "C.UTF-8,en_US.UTF-8,ko_KR.UTF-8,ko_KR.EUC-KR",
     }

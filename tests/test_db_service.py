@@ -203,3 +203,15 @@ def test_bad_input_is_one_line(environ):
         run = inv(off, *args, check=False)
         assert run.returncode != 0 and words in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
         assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_a_korean_euc_kr_database_can_be_made(environ):
+    sql(environ, "drop database if exists euckr", db="postgres")
+    sql(environ, "create database euckr encoding 'EUC_KR' lc_collate 'ko_KR.EUC-KR' lc_ctype 'ko_KR.EUC-KR' "
+                 "template template0", db="postgres")
+    try:
+        assert sql(environ, "select pg_encoding_to_char(encoding) || ' ' || datcollate from pg_database "
+                            "where datname = current_database()", db="euckr") == "EUC_KR ko_KR.EUC-KR"
+        assert sql(environ, "select '가나다' < '나다라'", db="euckr") == "t"
+    finally:
+        sql(environ, "drop database if exists euckr", db="postgres")

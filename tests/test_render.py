@@ -239,3 +239,18 @@ def test_debian14_is_forky_by_name_and_snapshot_mirrors_are_opt_in(make_env, set
     assert 'Acquire::Check-Valid-Until "false"' in dockerfile(snapshot.container("debian14-init").image,
                                                               snapshot.settings)
     assert "Check-Valid-Until" not in dockerfile(snapshot.container("debian12-init").image, snapshot.settings)
+
+
+def test_images_generate_the_chosen_locales(make_env, settings):
+    import dataclasses
+
+    from atelier.model import Environment, select
+
+    korean = dataclasses.replace(settings, locales=("C.UTF-8", "ko_KR.UTF-8", "ko_KR.EUC-KR"))
+    env = Environment(korean, select("full"), nofile_ceiling=20000)
+    for os_name in ("debian12", "ubuntu24", "rocky9"):
+        text = dockerfile(env.container(f"{os_name}-init").image, korean)
+        assert "localedef -i ko_KR -f UTF-8 ko_KR.UTF-8 && localedef -i ko_KR -f EUC-KR ko_KR.EUC-KR && true" in text
+    assert "glibc-locale-source" in dockerfile(env.container("rocky8-init").image, korean)
+    files = runtime_files(env, env.container("debian12-pg15-active"))
+    assert b"ATELIER_TIMEZONE=UTC\n" in files["etc/atelier/atelier.env"][0]

@@ -90,3 +90,29 @@ def test_generated_passwords_are_kept_private_and_stable(tmp_path):
     again = load(tmp_path)
     assert first.replication_password == again.replication_password
     assert (tmp_path / "state" / "secrets.env").stat().st_mode & 0o777 == 0o600
+
+
+def test_locales_timezone_and_the_initdb_locale(tmp_path):
+    from atelier.settings import parse_settings
+
+    default = parse_settings({}, tmp_path)
+    assert default.locales == ("C.UTF-8", "en_US.UTF-8") and default.initdb_locale == "C.UTF-8"
+    assert default.timezone == "UTC"
+    korean = parse_settings({"ATELIER_LOCALES": "ko_KR.UTF-8, ko_KR.EUC-KR en_US.UTF-8",
+                             "ATELIER_INITDB_LOCALE": "ko_KR.UTF-8", "ATELIER_TIMEZONE": "Asia/Seoul"}, tmp_path)
+    assert korean.locales == ("C.UTF-8", "ko_KR.UTF-8", "ko_KR.EUC-KR", "en_US.UTF-8")
+    assert (korean.initdb_locale, korean.timezone) == ("ko_KR.UTF-8", "Asia/Seoul")
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ATELIER_LOCALES": "korean"}, "ATELIER_LOCALES: 'korean' is not a locale"),
+    ({"ATELIER_LOCALES": "ko_KR.UTF-8; rm -rf /"}, "is not a locale"),
+    ({"ATELIER_INITDB_LOCALE": "ko_KR.UTF-8"}, "not among ATELIER_LOCALES; valid: C.UTF-8, en_US.UTF-8"),
+    ({"ATELIER_TIMEZONE": "../../etc/passwd"}, "is not a time zone name"),
+    ({"ATELIER_TIMEZONE": "Asia/Seoul'"}, "is not a time zone name"),
+])
+def test_bad_locale_or_timezone_is_one_line(env, message, tmp_path):
+    from atelier.settings import parse_settings
+
+    with pytest.raises(AtelierError, match=message):
+        parse_settings(env, tmp_path)
