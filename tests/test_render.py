@@ -254,3 +254,17 @@ def test_images_generate_the_chosen_locales(make_env, settings):
     assert "glibc-locale-source" in dockerfile(env.container("rocky8-init").image, korean)
     files = runtime_files(env, env.container("debian12-pg15-active"))
     assert b"ATELIER_TIMEZONE=UTC\n" in files["etc/atelier/atelier.env"][0]
+
+
+def test_images_carry_the_originals_tools_and_check_the_configure_line(make_env):
+    env = make_env("full")
+    for os_name in ("debian12", "ubuntu22", "rocky8", "rocky9"):
+        text = dockerfile(env.container(f"{os_name}-init").image, env.settings)
+        assert all(tool in text for tool in ("htop", "ncdu", "cmake", "bash-completion")), os_name
+    assert "btop" in dockerfile(env.container("debian12-init").image, env.settings)
+    assert "pandoc" in dockerfile(env.container("ubuntu24-init").image, env.settings)
+    for os_name in ("rocky8", "rocky9"):
+        pg = dockerfile(env.container(f"{os_name}-pg18-active").image, env.settings)
+        assert "liburing-devel" in pg and "numactl-devel" in pg  # PGDG's 18 is built with both
+    for name in ("debian12-pg15-active", "rocky9-pg18-active", "ubuntu24-pg16-active"):
+        assert "&& atelier-check-configure" in dockerfile(env.container(name).image, env.settings)
