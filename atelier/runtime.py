@@ -128,6 +128,8 @@ def runtime_files(env: Environment, container: Container) -> dict[str, File]:
             files["etc/ssh/ssh_host_ed25519_key.pub"] = (f"{keys.bastion_public}\n".encode(), 0o644)
     if container.is_server:
         files["etc/atelier/pgpass"] = (pgpass(env.settings).encode(), 0o600)
+        name, email = env.settings.git_identity
+        files["etc/atelier/git-identity"] = (f"{name}\n{email}\n".encode(), 0o644)
         if container.role != "standby":
             files["etc/atelier/roles.sql"] = (roles_sql(env.settings).encode(), 0o600)
     return files

@@ -58,6 +58,7 @@ class Settings:
     locales: tuple = ("C.UTF-8", "en_US.UTF-8")  # generated in images
     initdb_locale: str = "C.UTF-8"  # the locale new clusters are made with
     timezone: str = "UTC"  # of containers and of PostgreSQL
+    git_identity: tuple = ("", "")  # user.name, user.email for the workspace's git config
     keys: Keys | None = None
 
     @property
@@ -211,6 +212,23 @@ def read_env(root: Path, environ: dict | None = None) -> dict:
     return env
 
 
+def host_git_identity() -> tuple[str, str]:
+    """This host's git user.name and user.email, for the workspace's git
+    config when a container first makes it ("" where git or a value is missing)."""
+    import subprocess
+
+    def get(key: str) -> str:
+        try:
+            run = subprocess.run(["git", "config", "--global", "--get", key], capture_output=True, text=True,
+                                 timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        value = run.stdout.strip() if run.returncode == 0 else ""
+        return value if value.isprintable() else ""
+
+    return get("user.name"), get("user.email")
+
+
 def load_settings(root: Path | None = None, environ: dict | None = None) -> Settings:
     """The settings of the project in `root` (default: the current folder),
     with its generated passwords and keys."""
@@ -220,6 +238,7 @@ def load_settings(root: Path | None = None, environ: dict | None = None) -> Sett
     passwords = ensure_secrets(settings.state_dir, given, tuple(SECRET_FIELDS))
     return dataclasses.replace(
         settings, **{field: _checked_secret(k, passwords[k]) for k, field in SECRET_FIELDS.items()},
+        git_identity=settings.git_identity if any(settings.git_identity) else host_git_identity(),
         keys=ensure_keys(settings.state_dir, settings.project))
 
 
@@ -284,4 +303,5 @@ def parse_settings(env: dict, root: Path) -> Settings:
         locales=locales,
         initdb_locale=parse_initdb_locale(env, locales),
         timezone=parse_timezone(env),
+        git_identity=(env.get("ATELIER_GIT_NAME", ""), env.get("ATELIER_GIT_EMAIL", "")),
     )

@@ -96,6 +96,12 @@ def test_git_helpers_act_on_every_repository_in_the_workspace(environ):
         f"echo two > f; {git} commit -qam two; git push -q origin main; touch ~/workspace/ext/untracked")
     inv(environ, "git.pull", "-t", active)
     assert inv(environ, "run", "-t", active, "--", "cat ~/workspace/ext/f").stdout.strip() == "two"
+    shown = inv(environ, "run", "-t", active, "--", "git config --global --get pull.rebase; "
+                "git config --global --get merge.conflictStyle; echo $GIT_CONFIG_GLOBAL").stdout.split()
+    assert shown == ["true", "diff3", "/var/lib/postgresql/workspace/.gitconfig"]
+    inv(environ, "run", "-t", active, "--", "git config --global alias.st status")  # the user's own edit
+    inv(environ, "pg.restart", "-t", active)
+    assert inv(environ, "run", "-t", active, "--", "git config --global --get alias.st").stdout.strip() == "status"
     log = inv(environ, "git.log", "-t", active).stdout
     assert "== /var/lib/postgresql/workspace/ext" in log and " two" in log and " one" in log
     one = inv(environ, "git.log", "-t", active, "--lines", "1").stdout

@@ -116,3 +116,18 @@ def test_bad_locale_or_timezone_is_one_line(env, message, tmp_path):
 
     with pytest.raises(AtelierError, match=message):
         parse_settings(env, tmp_path)
+
+
+def test_the_workspace_git_identity_comes_from_the_host_unless_given(tmp_path, monkeypatch):
+    from atelier import settings as settings_module
+    from atelier.model import Environment, select
+    from atelier.runtime import runtime_files
+
+    monkeypatch.setattr(settings_module, "host_git_identity", lambda: ("Host Dev", "host@example.org"))
+    found = load_settings(root=tmp_path, environ={"ATELIER_STATE_DIR": str(tmp_path / "s")})
+    assert found.git_identity == ("Host Dev", "host@example.org")
+    given = load_settings(root=tmp_path, environ={"ATELIER_STATE_DIR": str(tmp_path / "s"),
+                                                  "ATELIER_GIT_NAME": "Me", "ATELIER_GIT_EMAIL": "me@x"})
+    assert given.git_identity == ("Me", "me@x")
+    env = Environment(given, select(), nofile_ceiling=20000)
+    assert runtime_files(env, env.container("debian12-pg15-active"))["etc/atelier/git-identity"][0] == b"Me\nme@x\n"

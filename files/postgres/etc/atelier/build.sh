@@ -10,6 +10,9 @@ case ":$PATH:" in
     *) PATH="/usr/lib/ccache:/usr/lib64/ccache:$PATH" ;;
 esac
 export PATH
+# git's global configuration lives in the workspace: the user may edit it, and
+# it survives recreated containers (atelier-pg-setup makes it the first time).
+export GIT_CONFIG_GLOBAL="$PG_HOME/workspace/.gitconfig"
 # One cache per container, kept in the workspace volume so it survives down/up.
 # Root (sudo make install) keeps its own rather than leave root-owned entries here.
 if [ "$(id -un)" = postgres ]; then
