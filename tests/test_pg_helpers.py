@@ -100,7 +100,8 @@ def test_git_helpers_act_on_every_repository_in_the_workspace(environ):
                 "git config --global --get merge.conflictStyle; echo $GIT_CONFIG_GLOBAL").stdout.split()
     assert shown == ["true", "diff3", "/var/lib/postgresql/workspace/.gitconfig"]
     inv(environ, "run", "-t", active, "--", "git config --global alias.st status")  # the user's own edit
-    inv(environ, "pg.restart", "-t", active)
+    engine.connect().containers.get(f"{PROJECT}-{active}").restart()  # atelier-pg-setup runs again at boot
+    inv(environ, "up", "--os", "debian12", "--pg", "15")
     assert inv(environ, "run", "-t", active, "--", "git config --global --get alias.st").stdout.strip() == "status"
     log = inv(environ, "git.log", "-t", active).stdout
     assert "== /var/lib/postgresql/workspace/ext" in log and " two" in log and " one" in log
