@@ -240,9 +240,9 @@ def test_coverage_report_arrives_on_the_host_and_on_apache(environ, tmp_path):
 
 
 def test_pg_user_switches_the_login_identity(environ):
-    login = "bash -lc 'psql -XAtc \"select current_user || \x27 \x27 || current_database()\"'"
+    login = "bash -lc 'psql -XAtc \"select current_user, current_database()\"'"
     fresh = "debian12-pg15-active"  # pg.user never ran there: the original's default
-    assert inv(environ, "run", "-t", fresh, "--", login).stdout.strip() == "experdba experdb"
+    assert inv(environ, "run", "-t", fresh, "--", login).stdout.strip() == "experdba|experdb"
     inline = inv(environ, "run", "-t", fresh, "--",
                  "bash -lc 'pg-user postgres && psql -XAtc \"select current_user\"; pg-user experdba'").stdout
     assert inline.strip() == "postgres"  # in the same shell, not only at the next login
