@@ -121,11 +121,22 @@ def open_gateway(settings: Settings):
     return gateway
 
 
-def target_connection(settings: Settings, name: str, user: str, gateway):
+def target_connection(settings: Settings, name: str, user: str, gateway, forward_agent: bool = False):
     from fabric import Connection
 
     return _pinned(Connection(name, port=22, user=user, gateway=gateway, config=_fabric_config(settings),
-                              connect_timeout=10, connect_kwargs=_connect_kwargs(settings)), settings)
+                              connect_timeout=10, connect_kwargs=_connect_kwargs(settings),
+                              forward_agent=forward_agent), settings)
+
+
+NO_AGENT = ("no SSH agent runs here (SSH_AUTH_SOCK is unset), so none is forwarded: "
+            "`eval $(ssh-agent)` and `ssh-add` first to push with your own key")
+
+
+def agent_available() -> bool:
+    """An agent the user runs: its socket, as OpenSSH finds it."""
+    sock = os.environ.get("SSH_AUTH_SOCK", "")
+    return bool(sock) and os.path.exists(sock)
 
 
 def _fingerprint(key) -> str:
@@ -199,8 +210,11 @@ class Session:
     """Connections of one run: a single gateway shared by every target.
     Closing it (it is a context manager) closes every connection it opened."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, forward_agent: bool = False):
         self.settings = settings
+        # The user's SSH agent, forwarded to the targets (git push with a key
+        # that never leaves this host); never the key itself.
+        self.forward_agent = forward_agent
         self.model = Environment(settings, select("full"))
         self._gateway = None
         self._opened: list = []
@@ -231,7 +245,7 @@ class Session:
             from invoke import Config, Context
 
             return Context(Config(overrides={"sudo": {"password": self.settings.sudo_password}}))
-        connection = target_connection(self.settings, name, user, self.gateway())
+        connection = target_connection(self.settings, name, user, self.gateway(), self.forward_agent)
         with self._lock:
             self._opened.append(connection)
         try:

@@ -43,7 +43,10 @@ def ssh_config_text(env: Environment, names: list[str]) -> str:
              ""]
     for name in names:
         if name in model:
-            lines += [f"Host {name}", f"    User {model[name].login_user}", f"    ProxyJump {entry}", ""]
+            # Your agent, forwarded: git push to your fork works in the container
+            # while the key stays on this host.
+            lines += [f"Host {name}", f"    User {model[name].login_user}", f"    ProxyJump {entry}",
+                      "    ForwardAgent yes", ""]
     lines += [f"Host {entry} {' '.join(n for n in names if n in model)}".rstrip(),
               f"    IdentityFile {settings.keys.client_key_path}",
               "    IdentitiesOnly yes",

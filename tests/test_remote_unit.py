@@ -98,3 +98,14 @@ def test_each_hop_failure_is_named(settings):
         explain(paramiko.ChannelException(2, "Connect failed"), "debian12-pg15-active", settings))
     assert "no init container answered" in str(
         explain(paramiko.SSHException("Error reading SSH protocol banner"), "HAProxy at x", settings, entry=True))
+
+
+def test_container_hosts_forward_the_agent_in_the_ssh_config(make_env):
+    from atelier.ssh_config import ssh_config_text
+
+    env = make_env("debian")
+    text = ssh_config_text(env, ["debian12-pg15-active"])
+    block = text.split("Host debian12-pg15-active\n", 1)[1].split("\n\n", 1)[0]
+    assert "ForwardAgent yes" in block
+    entry = text.split(f"Host atelier-{env.project}-entry\n", 1)[1].split("\n\n", 1)[0]
+    assert "HostName" in entry and "ForwardAgent" not in entry  # the jump host gets no agent

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import re
 import shlex
+import os
 import shutil
 import subprocess
 import sys
 import time
+
+from pathlib import Path
 
 import pytest
 
@@ -270,3 +273,38 @@ def test_inv_vscode_prints_the_host_folder_and_code_command(environ):
                                                   "debian14-pg18-standby"]
     init = inv(environ, "vscode", "-t", "debian12-init", check=False)
     assert init.returncode == 1 and "no server among them" in init.stderr
+
+
+def test_git_push_to_a_fork_with_a_key_that_exists_only_in_the_hosts_agent(environ, tmp_path):
+    """A bare repository in another container plays the user's fork: its
+    authorized key is one that lives only in an ssh-agent on this host."""
+    fork_host, pusher = "debian13-pg17-active", "debian12-pg15-active"
+    key = tmp_path / "fork_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    agent_sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(agent_sock)], stdout=subprocess.DEVNULL)
+    try:
+        assert wait_for(agent_sock.exists, timeout=10)
+        with_agent = {**environ, "SSH_AUTH_SOCK": str(agent_sock)}
+        subprocess.run(["ssh-add", "-q", str(key)], env={**os.environ, "SSH_AUTH_SOCK": str(agent_sock)},
+                       check=True)
+        key.unlink()  # from here on the key exists only in the agent
+        public = (tmp_path / "fork_key.pub").read_text().strip()
+        inv(environ, "run", "-t", fork_host, "--",
+            f"set -e; install -d -m 700 ~/.ssh; echo {shlex.quote(public)} >> ~/.ssh/authorized_keys; "
+            "rm -rf ~/fork.git; git init -q --bare -b main ~/fork.git")
+        commit = ("set -e; rm -rf /tmp/mine; git init -q -b main /tmp/mine; cd /tmp/mine; echo x > f; git add f; "
+                  "git -c user.name=t -c user.email=t@t commit -qm mine; "
+                  "GIT_SSH_COMMAND='ssh -o StrictHostKeyChecking=accept-new -o BatchMode=yes' "
+                  f"git push -q postgres@{fork_host}:fork.git main")
+        refused = inv(environ, "run", "-t", pusher, "--", commit, check=False)
+        assert refused.returncode != 0 and "Permission denied" in refused.stdout + refused.stderr
+        inv(with_agent, "run", "--agent", "-t", pusher, "--", commit)
+        assert inv(environ, "run", "-t", fork_host, "--", "git -C ~/fork.git log --format=%s main").stdout.strip() \
+            == "mine"
+        absent = inv({**environ, "SSH_AUTH_SOCK": ""}, "run", "--agent", "-t", pusher, "--", "true")
+        assert "no SSH agent runs here" in absent.stderr and len(absent.stderr.strip().splitlines()) == 1
+    finally:
+        agent.terminate()
+    config = inv(environ, "ssh-config").stdout
+    assert "ForwardAgent yes" in (Path(environ["ATELIER_STATE_DIR"]) / "ssh_config").read_text() + config

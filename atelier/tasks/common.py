@@ -188,11 +188,18 @@ TARGET_HELP = ("container name, glob (debian12-pg15-*, *-standby) or comma list;
 USER_HELP = "login user (default: postgres on servers, atelier on init containers)"
 
 
-def session(c):
-    """Connections for this run (a context manager that closes them all)."""
-    from ..remote import Session
+def session(c, forward_agent: bool = False):
+    """Connections for this run (a context manager that closes them all);
+    with `forward_agent`, the user's SSH agent is forwarded when one runs,
+    and a line says so when none does."""
+    import sys
 
-    return Session(settings_of(c))
+    from ..remote import NO_AGENT, Session, agent_available
+
+    if forward_agent and not agent_available():
+        print(f"atelier: {NO_AGENT}", file=sys.stderr)
+        forward_agent = False
+    return Session(settings_of(c), forward_agent)
 
 
 def targets(current, pattern):

@@ -8,8 +8,9 @@ from .common import TARGET_HELP, USER_HELP, atelier_task, finish, targets
 from .common import session as open_session
 
 @atelier_task(help={"target": TARGET_HELP, "user": USER_HELP,
-                    "cmd": "the command (or give it after --: inv run -t X -- psql -c 'select 1')"})
-def run(c, target=None, user=None, cmd=None):
+                    "cmd": "the command (or give it after --: inv run -t X -- psql -c 'select 1')",
+                    "agent": "forward your SSH agent (git push with your own key; it stays on this host)"})
+def run(c, target=None, user=None, cmd=None, agent=False):
     """Run a command in one container or many at once; output prefixed by container."""
     from ..errors import AtelierError
     from ..remote import command_after_dashes, remote_command, run_on
@@ -17,16 +18,17 @@ def run(c, target=None, user=None, cmd=None):
     command = cmd or remote_command(command_after_dashes(sys.argv))
     if not command:
         raise AtelierError("no command: give it after -- (inv run -t X -- hostname) or with --cmd")
-    with open_session(c) as session:
+    with open_session(c, forward_agent=agent) as session:
         finish(run_on(session, targets(session, target), command, user))
 
 
-@atelier_task(help={"target": "one container name", "user": USER_HELP})
-def shell(c, target=None, user=None):
-    """An interactive login shell in a container (a pty over the same SSH path)."""
+@atelier_task(help={"target": "one container name", "user": USER_HELP,
+                    "no_agent": "do not forward your SSH agent"})
+def shell(c, target=None, user=None, no_agent=False):
+    """An interactive login shell in a container, your SSH agent forwarded (a pty over the same SSH path)."""
     from ..errors import AtelierError
 
-    with open_session(c) as session:
+    with open_session(c, forward_agent=not no_agent) as session:
         names = targets(session, target)
         if len(names) != 1:
             raise AtelierError(f"shell takes one container; {target!r} matches {', '.join(names)}")
