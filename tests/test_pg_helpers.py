@@ -239,6 +239,39 @@ def test_coverage_report_arrives_on_the_host_and_on_apache(environ, tmp_path):
         assert page.status == 200 and b"LCOV" in page.read()
 
 
+def test_changed_line_coverage_finds_a_function_no_test_calls(environ, tmp_path):
+    """A patch that adds a function nothing calls: the function is reported
+    as never called and its lines as changed and not run."""
+    ensure_source(environ)
+    if "coverage" not in inv(environ, "run", "-t", BUILDER, "--",
+                             "ls ~/workspace/postgres/.atelier-configure.coverage 2>/dev/null").stdout:
+        inv(environ, "pg.configure", "-t", BUILDER, "--mode", "coverage")
+    git = "git -c user.name=t -c user.email=t@t"
+    adt = "src/backend/utils/adt/int.c"
+    inv(environ, "run", "-t", BUILDER, "--",
+        f"set -e; cd ~/workspace/postgres; rm -rf .git; git init -q; git add {adt}; {git} commit -qm base; "
+        f"printf '%s\\n' '' 'int atelier_untested(int x);' 'int' 'atelier_untested(int x)' '{{' "
+        f"'\\tif (x > 0)' '\\t\\treturn x + 1;' '\\treturn 0;' '}}' >> {adt}; {git} commit -qam patch")
+    try:
+        inv(environ, "pg.make", "-t", BUILDER, *FAST)
+        inv(environ, "pg.install", "-t", BUILDER)
+        inv(environ, "pg.restart", "-t", BUILDER)
+        inv(environ, "pg.coverage", "clear", "-t", BUILDER)
+        sql(environ, "select 1 + 1")  # int4pl runs; atelier_untested never does
+        run = inv(environ, "pg.coverage", "report", "-t", BUILDER, "--changed", "HEAD",
+                  "--out", str(tmp_path / "{name}"))
+        found = re.search(r"atelier_untested \(line \d+\): 0 ran, (\d+) did not; NEVER CALLED", run.stdout)
+        assert found and int(found.group(1)) >= 3, run.stdout  # if, return, return (and what gcc adds)
+        page = (tmp_path / f"{BUILDER}-changed" / "index.html").read_text()
+        assert "atelier_untested" in page and 'id="missed-1"' in page
+        url = f"http://127.0.0.1:{TEST_ENV['ATELIER_HTTP_PORT']}/coverage-changed/{BUILDER}/index.html"
+        with urllib.request.urlopen(url, timeout=10) as served:
+            assert b"atelier_untested" in served.read()
+    finally:
+        inv(environ, "run", "-t", BUILDER, "--", f"cd ~/workspace/postgres && git checkout -q HEAD~1 -- {adt} "
+            "&& rm -rf .git")
+
+
 def test_pg_user_switches_the_login_identity(environ):
     login = "bash -lc 'psql -XAtc \"select current_user, current_database()\"'"
     fresh = "debian12-pg15-active"  # pg.user never ran there: the original's default

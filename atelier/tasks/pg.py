@@ -117,24 +117,52 @@ def valgrind(c, target=None, stop=False, trim=False, fetch="", user=None):
 @atelier_task(help={**TARGET_AND_USER,
                     "action": "clear (reset counters) or report (lcov + genhtml, copied here and published "
                               "by apache2)",
-                    "out": "host folder for the report ({name} = container; default coverage/{name})"})
-def coverage(c, action, target=None, out="coverage/{name}", user=None):
+                    "out": "host folder for the report ({name} = container; default coverage/{name})",
+                    "changed": "report only the lines a patch changed: --changed (the commits not in upstream's "
+                               "main branch), --changed COMMIT, or --changed A..B"},
+              optional=["changed"])
+def coverage(c, action, target=None, out="coverage/{name}", user=None, changed=None):
     """Coverage counters: clear, or report (copied to the host and served on ATELIER_HTTP_PORT)."""
     from .. import in_container
     from ..engine import publish_report
-    from ..errors import choice_error
+    from ..errors import AtelierError, choice_error
 
     if action not in ("clear", "report"):
         raise choice_error("coverage action", action, ("clear", "report"))
+    if changed is not None and action != "report":
+        raise AtelierError("--changed goes with report")
+    if changed not in (None, True):
+        in_container.changed_range(changed)  # one line before any connection
     env = selected_environment(c)
 
     def work(ctx, **streams):
         if action == "clear":
             return in_container.coverage_clear(ctx, **streams)
+        if changed is not None:
+            return _changed_report(env, ctx, changed, out, streams)
         folder = in_container.coverage_report(ctx, **streams)
         publish_report(env, f"coverage/{ctx.host}", in_container.fetch_folder(ctx, folder, out, **streams))
 
     on_targets(c, target, user, work)
+
+
+def _changed_report(env, ctx, changed, out, streams) -> None:
+    """The changed lines' coverage: a summary here, and an HTML page that
+    walks through the lines that did not run, here and on apache2."""
+    from pathlib import Path
+
+    from .. import in_container
+    from ..changed_coverage import build_report, html_page, text_summary
+    from ..engine import publish_report
+
+    base, diff, lcov = in_container.coverage_changed(ctx, None if changed is True else changed, **streams)
+    report = build_report(base, diff, lcov)
+    folder = Path(out.replace("{name}", ctx.host) + "-changed")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "index.html").write_text(html_page(report))
+    publish_report(env, f"coverage-changed/{ctx.host}", str(folder))
+    stream = streams.get("out_stream") or sys.stdout
+    stream.write(text_summary(report) + f"\n{folder / 'index.html'}\n")
 
 
 @atelier_task(help={**TARGET_AND_USER, "core_file": "path of the core file in the container"})
