@@ -1,7 +1,8 @@
 """The SSH path, for real: host -> HAProxy on 127.0.0.1 -> an init container
 -> target, with real sshd, real HAProxy and pinned host keys. Uses the
-`debian` profile (debian12/PG15, debian13/PG17 and debian14/PG18), which has three init
-containers for HAProxy to balance over, under a project of its own."""
+user's own profile of two OSes (ATELIER_PROFILE_PAIR=debian12:15,debian13:17),
+which has two init containers for HAProxy to balance over, under a project
+of its own."""
 
 from __future__ import annotations
 
@@ -26,17 +27,21 @@ from helpers import ROOT, inv, project_settings, wait_for
 pytestmark = pytest.mark.engine
 
 PROJECT = "ateliertest-ssh"
-TEST_ENV = project_settings(PROJECT, "172.26", 19000)
+TEST_ENV = {**project_settings(PROJECT, "172.26", 19000), "ATELIER_PROFILE_PAIR": "debian12:15,debian13:17"}
+
+
+def pair(values):
+    return Environment(load_settings(environ=values),
+                       select("pair", user_profiles=load_settings(environ=values).profiles))
 
 
 @pytest.fixture(scope="module")
 def environ(tmp_path_factory):
     values = {**TEST_ENV, "ATELIER_STATE_DIR": str(tmp_path_factory.mktemp("ssh-state"))}
-    inv(values, "build", "--profile", "debian")
-    engine.up(Environment(load_settings(environ=values), select("debian")), say=print)
+    inv(values, "build", "--profile", "pair")
+    engine.up(pair(values), say=print)
     yield values
-    engine.down(Environment(load_settings(environ=values), select("debian")), remove_volumes=True,
-                say=lambda _: None)
+    engine.down(pair(values), remove_volumes=True, say=lambda _: None)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +77,7 @@ def test_globs_users_and_exit_codes(environ):
     run = inv(environ, "run", "-t", "*-standby", "--", "id -un; test $(hostname) = debian12-pg15-standby",
               check=False)
     assert lines_by_target(run.stdout) == {"debian12-pg15-standby": ["postgres"],
-                                           "debian13-pg17-standby": ["postgres"],
-                                           "debian14-pg18-standby": ["postgres"]}
+                                           "debian13-pg17-standby": ["postgres"]}
     assert run.returncode == 1
     assert re.search(r"debian13-pg17-standby\s+1\s", run.stderr)
     init = inv(environ, "run", "-t", "debian13-init", "--", "id", "-un")
@@ -151,8 +155,7 @@ def test_haproxy_down_names_the_hop(environ, container):
         run = inv(environ, "run", "-t", "debian12-pg15-active", "--", "hostname", check=False)
     finally:
         container("haproxy").start()
-        env = Environment(load_settings(environ=environ), select("debian"))
-        engine.wait_ssh_entry(env, deadline=time.monotonic() + 30)
+        engine.wait_ssh_entry(pair(environ), deadline=time.monotonic() + 30)
     assert run.returncode == 1
     assert run.stderr.strip() == ("atelier: cannot reach HAProxy at 127.0.0.1:19022: connection refused; "
                                   "is the environment up? (`inv status`)")
@@ -175,9 +178,9 @@ def test_keys_only_no_root_no_passwords(environ, container):
 def test_init_containers_share_one_host_key_and_servers_have_their_own(settings):
     entries = dict(line.split(" ", 1) for line in known_hosts_path(settings).read_text().splitlines())
     bastion = settings.keys.bastion_public
-    assert entries["debian12-init"] == entries["debian13-init"] == entries["debian14-init"] == bastion
+    assert entries["debian12-init"] == entries["debian13-init"] == bastion
     servers = [v for k, v in entries.items() if "-pg" in k]
-    assert len(servers) == 9 and len(set(servers)) == 9 and bastion not in servers
+    assert len(servers) == 6 and len(set(servers)) == 6 and bastion not in servers
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -251,15 +254,15 @@ def test_a_changed_vscode_folder_survives_down_up_and_recreation(environ, contai
     target = "debian12-pg15-standalone"
     inv(environ, "run", "-t", target, "--", f"echo '{{\"mine\": true}}' > {VSCODE}/settings.json")
     inv(environ, "down")
-    inv(environ, "up", "--profile", "debian")
+    inv(environ, "up", "--profile", "pair")
     assert vscode_files(environ, target)["settings.json"] == {"mine": True}
     container(target).remove(force=True)  # recreated by the next up, volumes kept
-    inv(environ, "up", "--profile", "debian")
+    inv(environ, "up", "--profile", "pair")
     assert vscode_files(environ, target)["settings.json"] == {"mine": True}
     # A workspace without the folder gets it again at the next start.
     inv(environ, "run", "-t", target, "--", f"rm -rf {VSCODE}")
     container(target).restart()
-    inv(environ, "up", "--profile", "debian")
+    inv(environ, "up", "--profile", "pair")
     assert vscode_files(environ, target)["settings.json"]["editor.rulers"] == [80]
 
 
@@ -269,8 +272,7 @@ def test_inv_vscode_prints_the_host_folder_and_code_command(environ):
     assert one[1:] == ["host:   debian12-pg15-active", "folder: /var/lib/postgresql/workspace",
                        "open:   code --remote ssh-remote+debian12-pg15-active /var/lib/postgresql/workspace"]
     many = inv(environ, "vscode", "-t", "*-standby").stdout.splitlines()[1:]
-    assert [line.split()[0] for line in many] == ["debian12-pg15-standby", "debian13-pg17-standby",
-                                                  "debian14-pg18-standby"]
+    assert [line.split()[0] for line in many] == ["debian12-pg15-standby", "debian13-pg17-standby"]
     init = inv(environ, "vscode", "-t", "debian12-init", check=False)
     assert init.returncode == 1 and "no server among them" in init.stderr
 
