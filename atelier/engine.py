@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
 import sys
 import time
@@ -17,6 +16,7 @@ from .archive import tar_bytes
 from .errors import AtelierError
 from .model import NOFILE, PROJECT_LABEL, Container, Environment
 from .parallel import parallel_map
+from . import engine_host
 from .runtime import runtime_files
 from .spec import ContainerSpec, container_spec
 from .ssh_config import write_ssh_config
@@ -28,15 +28,15 @@ CONFIG_LABEL = "atelier.config"
 def import_docker():
     """docker-py, without what it imports but never uses here:
     - paramiko, for its ssh:// transport: 0.14 s of every command. docker-py
-      treats it as optional; it is left out unless DOCKER_HOST asks for
-      ssh:// (Fabric imports it when needed).
+      treats it as optional; it is left out unless the engine is ssh://
+      (Fabric imports it when needed).
     - requests' character detection (charset_normalizer or chardet), for
       guessing the encoding of undeclared text: 0.03-0.06 s. The engine
       answers JSON, and requests falls back to UTF-8 without it."""
     if "docker" in sys.modules:
         return sys.modules["docker"]
     left_out = ["charset_normalizer", "chardet"]
-    if "paramiko" not in sys.modules and not os.environ.get("DOCKER_HOST", "").startswith("ssh://"):
+    if "paramiko" not in sys.modules and not engine_host.current().is_remote:
         left_out.append("paramiko")
     left_out = [name for name in left_out if name not in sys.modules]
     for name in left_out:
@@ -52,18 +52,63 @@ def import_docker():
 
 
 def connect():
-    """A Docker client, or one line saying that no engine answers."""
+    """A Docker client for the engine of this run (engine_host.current()),
+    or one line saying that no engine answers, and why where it can tell."""
+    chosen = engine_host.current()
     docker = import_docker()
     try:
-        client = docker.from_env(timeout=120)
+        if chosen.is_remote:
+            # The user's OpenSSH, not paramiko: their ssh_config, ProxyJump,
+            # agent and known_hosts apply, and a connect timeout with them.
+            engine_host.sdk_ssh_on_path()
+            _tolerate_ended_exec_streams()
+        if chosen.source in ("DOCKER_HOST", "default"):  # with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
+            client = docker.from_env(timeout=120, use_ssh_client=chosen.is_remote)
+        else:
+            client = docker.DockerClient(base_url=chosen.url, timeout=120, use_ssh_client=chosen.is_remote,
+                                         tls=_context_tls(chosen))
         client.ping()
-    except docker.errors.DockerException as exc:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    except Exception as exc:  # the SDK's own errors, and requests' when the transport fails
+        if chosen.is_remote:
+            engine_host.check_reachable(chosen.ssh)  # says what is wrong with the host, if it can
         raise AtelierError(
-            f"no Docker engine answers at {where}: start one (`sudo systemctl start docker`, "
+            f"no Docker engine answers at {chosen.describe()}: start one (`sudo systemctl start docker`, "
             f"or `.ci/start-engine`) or set DOCKER_HOST ({type(exc).__name__})"
         ) from None
     return client
+
+
+def _tolerate_ended_exec_streams() -> None:
+    """docker-py#3218 (open): over `use_ssh_client`, an exec's stream ends
+    the remote `docker system dial-stdio`, and the SDK then fails closing
+    the connection (it writes to the finished ssh's stdin) after it has read
+    the whole output. Closing a finished ssh is made a no-op, so exec_run
+    returns what it read; the process is still reaped."""
+    from docker.transport import sshconn
+
+    close = sshconn.SSHSocket.close
+    if getattr(close, "atelier_tolerant", False):
+        return
+
+    def tolerant_close(sock):
+        try:
+            close(sock)
+        except (BrokenPipeError, ConnectionResetError):
+            sock.proc.kill()
+            sock.proc.wait()
+
+    tolerant_close.atelier_tolerant = True
+    sshconn.SSHSocket.close = tolerant_close
+
+
+def _context_tls(chosen):
+    """A docker context's TLS settings, where it has them."""
+    if not chosen.source.startswith("docker context "):
+        return False
+    from docker.context import ContextAPI
+
+    context = ContextAPI.get_context(chosen.source.removeprefix("docker context "))
+    return (context.TLSConfig if context else None) or False
 
 
 def cgroup_version(info: dict) -> int:
@@ -200,7 +245,11 @@ def _check_images(env: Environment, ids: dict) -> None:
         )
 
 
-def _check_ports(specs: dict, existing: dict) -> None:
+def _check_ports(specs: dict, existing: dict, remote: bool = False) -> None:
+    """Ports to publish are free here; on a remote engine's host they are
+    the engine's to check (it refuses a taken one when starting)."""
+    if remote:
+        return
     ours = set()
     for c in existing.values():
         ours |= _published_ports(c)
@@ -213,22 +262,47 @@ def _check_ports(specs: dict, existing: dict) -> None:
                 )
 
 
-def ensure_network(client, env: Environment):
+def check_swarm(info: dict) -> None:
+    """An overlay network is made on a swarm manager."""
+    swarm = info.get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        state = swarm.get("LocalNodeState") or "inactive"
+        raise AtelierError(f"ATELIER_NETWORK=overlay needs the engine to be a swarm manager, and its swarm is "
+                           f"{state}{'' if state != 'active' else ' (a worker)'}: `docker swarm init` on the engine "
+                           "host, or ATELIER_NETWORK=bridge")
+
+
+def overlay_ip_range(subnet: str) -> str:
+    """Where an overlay may hand out addresses of its own (its endpoints
+    and load balancer take some): a block no static address uses, since
+    overlay allocation has a history of `address already in use`."""
+    return f"{subnet}.254.0/24"
+
+
+def ensure_network(client, env: Environment, info: dict | None = None):
     import docker
 
     try:
         network = client.networks.get(env.network)
     except docker.errors.NotFound:
+        overlay = env.settings.network_driver == "overlay"
+        if overlay:
+            check_swarm(info if info is not None else client.info())
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
-            subnet=env.settings.subnet_cidr, gateway=env.gateway)])
+            subnet=env.settings.subnet_cidr, gateway=env.gateway,
+            iprange=overlay_ip_range(env.settings.subnet) if overlay else None)])
         try:
-            return client.networks.create(env.network, driver="bridge", ipam=ipam,
-                                          labels={PROJECT_LABEL: env.project})
+            return client.networks.create(env.network, driver=env.settings.network_driver, ipam=ipam,
+                                          attachable=overlay or None, labels={PROJECT_LABEL: env.project})
         except docker.errors.APIError as exc:
             raise AtelierError(
                 f"cannot create network {env.network} with subnet {env.settings.subnet_cidr}: "
                 f"{exc.explanation}; choose another ATELIER_SUBNET"
             ) from None
+    driver = network.attrs.get("Driver")
+    if driver != env.settings.network_driver:
+        raise AtelierError(f"network {env.network} exists as {driver} but ATELIER_NETWORK gives "
+                           f"{env.settings.network_driver}; run `inv down` first or change ATELIER_NETWORK")
     configs = (network.attrs.get("IPAM") or {}).get("Config") or []
     subnets = {c.get("Subnet") for c in configs}
     if env.settings.subnet_cidr not in subnets:
@@ -332,6 +406,7 @@ def up(env: Environment, say=print, timeout: float = 600) -> dict:
     """Make the engine match the environment, then wait until it is ready.
     Returns a summary dict (counts and seconds) for benchmarks and tests."""
     started = time.monotonic()
+    chosen = engine_host.current()
     client = connect()
     info = client.info()
     cgroup = cgroup_version(info)
@@ -341,8 +416,10 @@ def up(env: Environment, say=print, timeout: float = 600) -> dict:
     env = dataclasses.replace(env, nofile_ceiling=nofile_ceiling(client, env, env.containers[0].image.name,
                                                                  info.get("ID", "")))
     specs = {c.name: container_spec(env, c, cgroup) for c in env.containers}
-    _check_ports(specs, existing)
-    ensure_network(client, env)
+    _check_ports(specs, existing, remote=chosen.is_remote)
+    if chosen.is_remote and any(c.role == "init" for c in env.containers):
+        engine_host.check_forwarding(chosen.ssh)  # before anything changes
+    ensure_network(client, env, info)
 
     hashes = {name: spec.config_hash(ids[spec.image]) for name, spec in specs.items()}
     plan = plan_up(hashes, {name: Found(c.labels.get(CONFIG_LABEL), c.status, never_started(c))
@@ -413,18 +490,42 @@ def wait_ready(env: Environment, client, say=print, timeout: float = 600) -> dic
 
 
 def wait_ssh_entry(env: Environment, deadline: float) -> None:
-    """The SSH entry answers: HAProxy on the host port hands over an sshd banner."""
+    """The SSH entry answers: HAProxy on the host port hands over an sshd
+    banner (on a remote engine, through a channel from the engine host)."""
     address, port = env.settings.entry_address
+    chosen = engine_host.current()
     while True:
-        try:
-            with socket.create_connection((address, port), timeout=2) as s:
-                if s.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            pass
+        if _banner(chosen, address, port).startswith(b"SSH-"):
+            return
         if time.monotonic() > deadline:
-            raise AtelierError(f"no SSH banner through HAProxy at {address}:{port}")
+            where = f" on {chosen.ssh}" if chosen.is_remote else ""
+            raise AtelierError(f"no SSH banner through HAProxy at {address}:{port}{where}")
         time.sleep(0.3)
+
+
+def _banner(chosen, address: str, port: int) -> bytes:
+    if chosen.is_remote:
+        import subprocess
+        import threading
+
+        argv = engine_host.ssh_argv(chosen.ssh, f"-W{address}:{port}")
+        try:
+            with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL) as proc:
+                timer = threading.Timer(5, proc.kill)  # a banner that never comes ends the read
+                timer.start()
+                try:
+                    return proc.stdout.read(4)
+                finally:
+                    timer.cancel()
+                    proc.kill()
+        except OSError:
+            return b""
+    try:
+        with socket.create_connection((address, port), timeout=2) as s:
+            return s.recv(64)
+    except OSError:
+        return b""
 
 
 def publish_report(env: Environment, path: str, folder: str) -> None:

@@ -59,6 +59,8 @@ class Settings:
     initdb_locale: str = "C.UTF-8"  # the locale new clusters are made with
     timezone: str = "UTC"  # of containers and of PostgreSQL
     git_identity: tuple = ("", "")  # user.name, user.email for the workspace's git config
+    docker_host: str = ""  # ATELIER_DOCKER_HOST: the engine when neither DOCKER_HOST nor a docker context names one
+    network_driver: str = "bridge"  # or "overlay" (attachable, on a swarm manager)
     keys: Keys | None = None
 
     @property
@@ -108,6 +110,16 @@ def _subnet(raw: str) -> str:
             "(atelier uses SUBNET.0.0/16)"
         )
     return ".".join(str(int(p)) for p in parts)
+
+
+NETWORK_DRIVERS = ("bridge", "overlay")
+
+
+def _network_driver(raw: str) -> str:
+    if raw not in NETWORK_DRIVERS:
+        raise AtelierError(f"ATELIER_NETWORK={raw} is not a network driver atelier uses; valid: "
+                           + ", ".join(NETWORK_DRIVERS))
+    return raw
 
 
 def _bind_address(raw: str) -> str:
@@ -304,4 +316,6 @@ def parse_settings(env: dict, root: Path) -> Settings:
         initdb_locale=parse_initdb_locale(env, locales),
         timezone=parse_timezone(env),
         git_identity=(env.get("ATELIER_GIT_NAME", ""), env.get("ATELIER_GIT_EMAIL", "")),
+        docker_host=env.get("ATELIER_DOCKER_HOST", ""),
+        network_driver=_network_driver(env.get("ATELIER_NETWORK", "bridge")),
     )

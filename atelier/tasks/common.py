@@ -123,6 +123,9 @@ def settings_of(c):
     if settings is None:
         settings = _load(c.config.atelier.root)
         c.config.atelier.settings = settings
+    from .. import engine_host
+
+    engine_host.use(settings.docker_host)
     return settings
 
 
