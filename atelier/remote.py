@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from . import engine_host
 from .errors import AtelierError, StepFailed, choice_error
 from .model import Environment, select
 from .parallel import parallel_map
@@ -112,12 +113,22 @@ def open_gateway(settings: Settings):
 
     _quiet_paramiko()
     host, port = settings.entry_address
+    chosen = engine_host.current()
+    # On a remote engine HAProxy's port stays on that host's loopback: one
+    # more hop, a channel from the engine host (`ssh -W`, the user's own
+    # OpenSSH and known_hosts for that host, sharing atelier's master).
+    through = engine_host.proxy_command(chosen.ssh, host, port) if chosen.is_remote else None
     gateway = _pinned(Connection(host, port=port, user=GATEWAY_USER, config=_fabric_config(settings),
-                                 connect_timeout=10, connect_kwargs=_connect_kwargs(settings)), settings)
+                                 connect_timeout=10, connect_kwargs=_connect_kwargs(settings),
+                                 gateway=through), settings)
+    hop = f"HAProxy at {host}:{port}" + (f" on {chosen.ssh}" if chosen.is_remote else "")
     try:
         gateway.open()
     except Exception as exc:
-        raise explain(exc, f"HAProxy at {host}:{port}", settings, entry=True) from None
+        if chosen.is_remote:
+            engine_host.check_reachable(chosen.ssh)
+            engine_host.check_forwarding(chosen.ssh)
+        raise explain(exc, hop, settings, entry=True) from None
     return gateway
 
 

@@ -7,6 +7,7 @@ host kept open for the next command."""
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from .errors import AtelierError
@@ -26,7 +27,11 @@ def control_path(state_dir: Path) -> str:
     return f"/tmp/atelier-{os.getuid()}-%C"
 
 
-def ssh_config_text(env: Environment, names: list[str]) -> str:
+def ssh_config_text(env: Environment, names: list[str], engine=None) -> str:
+    """On a remote engine (`engine`, an EngineHost) HAProxy is reached
+    through the engine host: a ProxyCommand, not ProxyJump, since a jump
+    host is looked up in this file when it is given with -F, and the
+    engine host's own entry in ~/.ssh/config must apply."""
     settings = env.settings
     host, port = settings.entry_address
     entry = entry_alias(env.project)
@@ -40,6 +45,8 @@ def ssh_config_text(env: Environment, names: list[str]) -> str:
              f"    Port {port}",
              "    User atelier",
              f"    HostKeyAlias [{host}]:{port}",
+             *([f"    ProxyCommand ssh -W %h:%p {shlex.join(engine.ssh.args)}"]
+               if engine and engine.is_remote else []),
              ""]
     for name in names:
         if name in model:
@@ -69,7 +76,9 @@ def write_ssh_config(env: Environment) -> Path:
     (whichever selection it belongs to)."""
     path = ssh_config_path(env)
     everything = Environment(env.settings, select("full"))
-    write_file(path, ssh_config_text(everything, list(recorded_keys(env.settings))), 0o600)
+    from . import engine_host
+
+    write_file(path, ssh_config_text(everything, list(recorded_keys(env.settings)), engine_host.current()), 0o600)
     return path
 
 

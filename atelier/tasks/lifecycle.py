@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import SELECT_HELP, atelier_task, confirm, locked, remembered_environment, selected_environment
+from .common import (SELECT_HELP, atelier_task, confirm, locked, remembered_environment, selected_environment,
+                     settings_of)
 
 
 @atelier_task(help={**SELECT_HELP, "out": "folder to write into (default: rendered/)"})
@@ -106,3 +107,29 @@ def status(c):
         return
     headers = ("name", "role", "os", "major", "address", "state", "serves", "follows", "health")
     print(format_table(headers, [tuple(getattr(r, h) for h in headers) for r in rows]))
+    import sys
+
+    from .. import engine_host
+
+    # A note, on stderr: stdout stays the table, for scripts that read it.
+    print(engine_host.reach_line(settings_of(c), engine_host.current()), file=sys.stderr)
+
+
+@atelier_task(help={"http": "apache2's port (reports, coverage); on unless --no-http",
+                    "pgbouncer": "PgBouncer's port, when ATELIER_PGBOUNCER_PORT publishes it",
+                    "ssh": "HAProxy's SSH port (for your own ssh without the generated config)"})
+def forward(c, http=True, pgbouncer=False, ssh=False):
+    """Hold this machine's 127.0.0.1 ports open to a remote engine's published ports until Ctrl-C."""
+    from .. import engine_host
+    from ..errors import AtelierError
+
+    settings = settings_of(c)
+    chosen = engine_host.current()
+    if not chosen.is_remote:
+        print(f"the engine is local ({chosen.url}): " + engine_host.reach_line(settings, chosen))
+        return
+    ports = engine_host.published_ports(settings, http=http, pgbouncer=pgbouncer, ssh=ssh)
+    if not ports:
+        raise AtelierError("nothing to forward; choose --http, --ssh or --pgbouncer "
+                           "(PgBouncer needs ATELIER_PGBOUNCER=1 and ATELIER_PGBOUNCER_PORT)")
+    engine_host.hold_forwards(chosen.ssh, ports)
