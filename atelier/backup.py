@@ -60,8 +60,12 @@ CHECKSUMS_GEXEC = f"""SELECT format('SELECT coalesce(json_agg(q ORDER BY q."tabl
 \\gexec
 """
 
+# The user's relations: an extension's own (atelier creates the preloaded
+# ones in experdb) do not make a database "not empty".
 USER_OBJECTS_SQL = """SELECT count(*) AS objects FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'"""
+ WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                   AND d.deptype = 'e')"""
 
 
 def dump_script(db: str, folder: str) -> str:

@@ -212,6 +212,9 @@ def test_a_korean_euc_kr_database_can_be_made(environ):
     try:
         assert sql(environ, "select pg_encoding_to_char(encoding) || ' ' || datcollate from pg_database "
                             "where datname = current_database()", db="euckr") == "EUC_KR ko_KR.EUC-KR"
-        assert sql(environ, "select '가나다' < '나다라'", db="euckr") == "t"
+        # The client speaks UTF-8; the server stores EUC-KR ('가' is B0A1 there) and sorts by ko_KR.
+        query = "select '가나다' < '나다라', convert_to('가', 'EUC_KR'), length('가나다')"
+        run = inv(environ, "run", "-t", ACTIVE, "--", f"PGCLIENTENCODING=UTF8 psql -d euckr -XAtqc \"{query}\"")
+        assert run.stdout.strip() == "t|\\xb0a1|3"
     finally:
         sql(environ, "drop database if exists euckr", db="postgres")

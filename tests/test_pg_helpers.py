@@ -97,8 +97,9 @@ def test_git_helpers_act_on_every_repository_in_the_workspace(environ):
     inv(environ, "git.pull", "-t", active)
     assert inv(environ, "run", "-t", active, "--", "cat ~/workspace/ext/f").stdout.strip() == "two"
     shown = inv(environ, "run", "-t", active, "--", "git config --global --get pull.rebase; "
-                "git config --global --get merge.conflictStyle; echo $GIT_CONFIG_GLOBAL").stdout.split()
-    assert shown == ["true", "diff3", "/var/lib/postgresql/workspace/.gitconfig"]
+                "git config --global --get merge.conflictStyle; readlink -f ~/.gitconfig; "
+                "bash -lc 'echo $GIT_CONFIG_GLOBAL'").stdout.split()
+    assert shown == ["true", "diff3"] + ["/var/lib/postgresql/workspace/.gitconfig"] * 2
     inv(environ, "run", "-t", active, "--", "git config --global alias.st status")  # the user's own edit
     engine.connect().containers.get(f"{PROJECT}-{active}").restart()  # atelier-pg-setup runs again at boot
     inv(environ, "up", "--os", "debian12", "--pg", "15")
@@ -251,7 +252,7 @@ def test_changed_line_coverage_finds_a_function_no_test_calls(environ, tmp_path)
     inv(environ, "run", "-t", BUILDER, "--",
         f"set -e; cd ~/workspace/postgres; rm -rf .git; git init -q; git add {adt}; {git} commit -qm base; "
         f"printf '%s\\n' '' 'int atelier_untested(int x);' 'int' 'atelier_untested(int x)' '{{' "
-        f"'\\tif (x > 0)' '\\t\\treturn x + 1;' '\\treturn 0;' '}}' >> {adt}; {git} commit -qam patch")
+        f"'    if (x > 0)' '        return x + 1;' '    return 0;' '}}' >> {adt}; {git} commit -qam patch")
     try:
         inv(environ, "pg.make", "-t", BUILDER, *FAST)
         inv(environ, "pg.install", "-t", BUILDER)
