@@ -19,7 +19,9 @@ from helpers import inv, project_settings
 pytestmark = pytest.mark.engine
 
 PROJECT = "ateliertest-pg"
-TEST_ENV = project_settings(PROJECT, "172.25", 20000)
+# The original's Korean settings: a cluster made in ko_KR.UTF-8, Asia/Seoul's clock.
+TEST_ENV = {**project_settings(PROJECT, "172.25", 20000), "ATELIER_TIMEZONE": "Asia/Seoul",
+            "ATELIER_INITDB_LOCALE": "ko_KR.UTF-8"}
 BUILDER = "debian12-pg15-standalone"
 FAST = ("--what", "world-bin")  # everything but the documentation
 
@@ -272,6 +274,24 @@ def test_changed_line_coverage_finds_a_function_no_test_calls(environ, tmp_path)
     finally:
         inv(environ, "run", "-t", BUILDER, "--", f"cd ~/workspace/postgres && git checkout -q HEAD~1 -- {adt} "
             "&& rm -rf .git")
+
+
+def test_a_server_has_what_the_original_gave_on_day_one(environ):
+    active = "debian12-pg15-active"
+    wanted = inv(environ, "run", "-t", active, "--", ". /etc/atelier/pg.env; echo $PG_EXTENSIONS").stdout.split()
+    wanted = wanted[0].split(",")
+    made = sql(environ, "select string_agg(extname, ',' order by extname) from pg_extension", active)
+    journal = engine.connect().containers.get(f"{PROJECT}-{active}").exec_run(
+        ["journalctl", "-b", "--no-pager", "-q", "-u", "atelier-pg-roles"]).output.decode()
+    assert "pg_stat_statements" in made.split(",")
+    for extension in wanted:  # created in experdb, or its skip logged at set-up
+        assert extension in made.split(",") or f"extension {extension} is not available" in journal, extension
+    shell = inv(environ, "run", "-t", active, "--", "bash -lc \"psql -c '\\\\pset pager'; date +%Z; "
+                "command -v htop btop ncdu plocate cmake pandoc | wc -l; "
+                "test -r /usr/share/bash-completion/completions/git && echo git-completion\"").stdout.split("\n")
+    assert shell[:4] == ["Pager usage is off.", "KST", "6", "git-completion"], shell
+    assert sql(environ, "select current_setting('timezone') || ' ' || datcollate from pg_database "
+                        "where datname = 'experdb'", active) == "Asia/Seoul ko_KR.UTF-8"
 
 
 def test_pg_user_switches_the_login_identity(environ):
