@@ -61,13 +61,15 @@ CHECKSUMS_GEXEC = f"""SELECT format('SELECT coalesce(json_agg(q ORDER BY q."tabl
 """
 
 # The user's relations: an extension's own (atelier creates the preloaded
-# ones in experdb), and the indexes of an extension's tables, do not make a
-# database "not empty".
+# ones in experdb) do not make a database "not empty". An extension owns its
+# tables and views directly, their indexes through the table, and its
+# composite types (pldbgapi has several) through the type, not the relation.
 USER_OBJECTS_SQL = """SELECT count(*) AS objects FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  LEFT JOIN pg_index i ON i.indexrelid = c.oid
  WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                   AND d.objid = coalesce(i.indrelid, c.oid) AND d.deptype = 'e')"""
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.deptype = 'e'
+                   AND ((d.classid = 'pg_class'::regclass AND d.objid = coalesce(i.indrelid, c.oid))
+                        OR (d.classid = 'pg_type'::regclass AND d.objid = c.reltype)))"""
 
 
 def dump_script(db: str, folder: str) -> str:
