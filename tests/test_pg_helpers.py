@@ -280,7 +280,8 @@ def test_a_server_has_what_the_original_gave_on_day_one(environ):
     active = "debian12-pg15-active"
     wanted = inv(environ, "run", "-t", active, "--", ". /etc/atelier/pg.env; echo $PG_EXTENSIONS").stdout.split()
     wanted = wanted[0].split(",")
-    made = sql(environ, "select string_agg(extname, ',' order by extname) from pg_extension", active)
+    made = inv(environ, "run", "-t", active, "--", "psql", "-d", "experdb", "-XAtc",
+               "select string_agg(extname, ',' order by extname) from pg_extension").stdout.strip()
     journal = engine.connect().containers.get(f"{PROJECT}-{active}").exec_run(
         ["journalctl", "-b", "--no-pager", "-q", "-u", "atelier-pg-roles"]).output.decode()
     assert "pg_stat_statements" in made.split(",")
