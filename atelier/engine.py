@@ -57,12 +57,20 @@ def connect():
     chosen = engine_host.current()
     docker = import_docker()
     try:
+        forwarded = ""
         if chosen.is_remote:
             # The user's OpenSSH, not paramiko: their ssh_config, ProxyJump,
             # agent and known_hosts apply, and a connect timeout with them.
-            engine_host.sdk_ssh_on_path()
-            _tolerate_ended_exec_streams()
-        if chosen.source in ("DOCKER_HOST", "default"):  # with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
+            # The engine's socket, forwarded through the master: each API
+            # connection is a channel, not an ssh process and a docker CLI
+            # started on the engine host (0.1 s each, tens per `up`).
+            forwarded = engine_host.engine_socket(chosen.ssh)
+            if not forwarded:
+                engine_host.sdk_ssh_on_path()
+                _tolerate_ended_exec_streams()
+        if forwarded:
+            client = docker.DockerClient(base_url=f"unix://{forwarded}", timeout=120)
+        elif chosen.source in ("DOCKER_HOST", "default"):  # with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
             client = docker.from_env(timeout=120, use_ssh_client=chosen.is_remote)
         else:
             client = docker.DockerClient(base_url=chosen.url, timeout=120, use_ssh_client=chosen.is_remote,

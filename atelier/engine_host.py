@@ -5,10 +5,12 @@ The engine is taken, in this order, from DOCKER_HOST, from a docker
 context (DOCKER_CONTEXT, else the CLI's current one), from
 ATELIER_DOCKER_HOST, else the local socket. An `ssh://[user@]host[:port]`
 engine is reached with the user's own OpenSSH (their ssh_config, keys,
-agent, ProxyJump and known_hosts), through one ControlMaster per engine host:
-the Docker SDK's requests (one `ssh ... docker system dial-stdio` each),
-the SSH path to HAProxy (`ssh -W` as Fabric's gateway) and `inv forward`
-all share one authenticated connection."""
+agent, ProxyJump and known_hosts), through one ControlMaster per engine host.
+The engine's socket is forwarded through that master to a local socket
+(a channel per API connection, no process), so the Docker SDK talks to it
+as to a local engine; the SDK's own ssh mode (one `ssh ... docker system
+dial-stdio` process per connection) is the fallback. The SSH path to
+HAProxy (`ssh -W`, Fabric's gateway) shares the master too."""
 
 from __future__ import annotations
 
@@ -161,7 +163,7 @@ def ssh_options(multiplex: bool = True) -> list[str]:
     common = ["-oBatchMode=yes", "-oConnectTimeout=10", "-oServerAliveInterval=15", "-oServerAliveCountMax=3"]
     if not multiplex:
         return common + ["-oControlMaster=no", "-oControlPath=none"]
-    return common + ["-oControlMaster=auto", f"-oControlPath={control_dir()}/%C", "-oControlPersist=60"]
+    return common + ["-oControlMaster=auto", f"-oControlPath={control_dir()}/%C", "-oControlPersist=600"]
 
 
 def real_ssh() -> str:
@@ -244,6 +246,50 @@ def check_forwarding(address: SshAddress) -> None:
                            "atelier reaches HAProxy on that host's 127.0.0.1 through it")
     if done.returncode == 255 and "connect failed" not in done.stderr and "open failed" not in done.stderr:
         raise AtelierError(f"cannot reach the engine host {address} over SSH: {_last_line(done.stderr)}")
+
+
+def engine_socket_name(address: SshAddress) -> str:
+    import hashlib
+
+    return f"engine-{hashlib.sha256(address.jump.encode()).hexdigest()[:16]}.sock"
+
+
+def _engine_answers(path: Path) -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(5)
+            probe.connect(str(path))
+            probe.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return probe.recv(12).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+def engine_socket(address: SshAddress) -> str:
+    """A local unix socket forwarded through the master to the engine
+    host's own engine socket, made if missing or stale; "" when it cannot
+    be (the engine is not on a unix socket there, or sshd refuses socket
+    forwarding), and the SDK's ssh mode is used instead."""
+    local = control_dir() / engine_socket_name(address)
+    if local.exists():
+        if _engine_answers(local):
+            return str(local)
+        local.unlink(missing_ok=True)  # the master that held it has gone
+    # Where the engine host's own CLI finds its engine (DOCKER_HOST there,
+    # its context, or the default socket); this also starts the master.
+    found = _ssh(address, command="docker context inspect --format '{{.Endpoints.docker.Host}}'")
+    if found.returncode == 255:
+        check_reachable(address)  # one line on what is wrong with the host
+    remote = found.stdout.strip()
+    if found.returncode != 0 or not remote.startswith("unix://"):
+        return ""
+    _ssh(address, "-Oforward", f"-L{local}:{remote.removeprefix('unix://')}")
+    if local.exists() and _engine_answers(local):
+        return str(local)
+    local.unlink(missing_ok=True)  # sshd refused the channel: not a socket to keep
+    return ""
 
 
 def forward_argv(address: SshAddress, ports: list[int]) -> list[str]:

@@ -5,7 +5,9 @@ address and three ports:
 
 - `open`: a user's ordinary engine host;
 - `noforward`: sshd with AllowTcpForwarding no;
-- `nodocker`: a login whose PATH has no docker CLI."""
+- `nodocker`: a login whose PATH has no docker CLI;
+- `nosocket`: sshd with AllowStreamLocalForwarding no (atelier then falls
+  back to the SDK's own ssh mode)."""
 
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def start(folder: Path, address: str) -> EngineSshd:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(folder / name)],
                            check=True)
     (folder / "authorized_keys").write_text((folder / "client_ed25519.pub").read_text())
-    ports = {name: _free_port(address) for name in ("open", "noforward", "nodocker")}
+    ports = {name: _free_port(address) for name in ("open", "noforward", "nodocker", "nosocket")}
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
     config = "\n".join([
         *(f"ListenAddress {address}:{port}" for port in ports.values()),
@@ -93,6 +95,8 @@ def start(folder: Path, address: str) -> EngineSshd:
         "MaxStartups 64:30:128",
         f"Match LocalPort {ports['noforward']}",
         "    AllowTcpForwarding no",
+        f"Match LocalPort {ports['nosocket']}",
+        "    AllowStreamLocalForwarding no",
         f"Match LocalPort {ports['nodocker']}",
         "    ForceCommand /bin/sh -c 'PATH=/nonexistent; eval \"$SSH_ORIGINAL_COMMAND\"'",
         ""])

@@ -18,6 +18,7 @@ import pytest
 
 import engine_sshd
 from atelier import engine
+from atelier.engine_host import engine_socket_name, parse_ssh_url
 from helpers import project_settings
 
 pytestmark = pytest.mark.engine
@@ -175,6 +176,18 @@ def test_bad_engine_hosts_are_one_line(remote, sshd, which, environ, expected):
     assert done.returncode == 1, done.stdout + done.stderr
     assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_engine_socket_is_forwarded_through_one_master_and_the_sdks_ssh_mode_is_the_fallback(remote, sshd):
+    # An sshd that refuses socket forwarding: the SDK's `ssh ... docker system dial-stdio` instead.
+    status = remote.atelier("status", environ={"DOCKER_HOST": sshd.url("nosocket")})
+    rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
+    assert rows[ACTIVE][5:7] == ["running", "primary"], status.stdout
+    run = remote.atelier("run", "-t", ACTIVE, "--", "hostname", environ={"DOCKER_HOST": sshd.url("nosocket")})
+    assert run.stdout.strip() == ACTIVE
+    sockets = remote.sh("ls /tmp/atelier-ssh-0").stdout.split()
+    assert engine_socket_name(parse_ssh_url(sshd.url())) in sockets, sockets
+    assert engine_socket_name(parse_ssh_url(sshd.url("nosocket"))) not in sockets, sockets  # not kept
 
 
 def test_down_keeps_the_volumes_on_the_engine_host(remote):
