@@ -93,8 +93,10 @@ try:
         counts.append(len(sh("cat /tmp/ssh-invocations").stdout.splitlines()))
     print(f"ssh processes started by one no-op inv up over ssh://: {statistics.median(counts):.0f} "
           f"(runs: {counts}), each through the one master connection")
-    masters = sh("ls /tmp/atelier-ssh-0 | grep -vc '^bin$' || true").stdout.strip()
-    print(f"master connections to the engine host after these runs: {masters}")
+    listing = sh("ls /tmp/atelier-ssh-0").stdout.split()
+    sockets = [n for n in listing if n.startswith("engine-")]
+    masters = [n for n in listing if n != "bin" and n not in sockets]
+    print(f"after these runs: {len(masters)} master connection(s), {len(sockets)} forwarded engine socket(s)")
     # What the master saves on each of them: a request's ssh through it, and
     # the same command with a full handshake of its own.
     target = f"-p{sshd.ports['open']} root@{sshd.address}"
