@@ -268,3 +268,22 @@ def test_images_carry_the_originals_tools_and_check_the_configure_line(make_env)
         assert "liburing-devel" in pg and "numactl-devel" in pg  # PGDG's 18 is built with both
     for name in ("debian12-pg15-active", "rocky9-pg18-active", "ubuntu24-pg16-active"):
         assert "&& atelier-check-configure" in dockerfile(env.container(name).image, env.settings)
+
+
+def test_pgsentinels_settings_follow_the_preload_list(tmp_path):
+    """atelier-pg-setup's block for the preloaded extensions' settings, run
+    by bash as the setup runs it: pgsentinel's only where it is preloaded."""
+    from helpers import ROOT
+
+    script = (ROOT / "files/postgres/usr/local/sbin/atelier-pg-setup").read_text()
+    start = script.index('case ",$PG_PRELOAD," in')
+    block = script[start:script.index("\nesac\n", start) + len("\nesac\n")]
+    for preload, expected in (("pg_stat_statements,pgsentinel,pg_store_plans",
+                               ["pgsentinel.db_name = 'experdb'", "pgsentinel_ash.max_entries = 10000",
+                                "pgsentinel_ash.track_idle_trans = on"]),
+                              ("pg_stat_statements,pg_qualstats", [])):
+        conf = tmp_path / "atelier.conf"
+        conf.write_text("")
+        subprocess.run(["bash", "-c", block], check=True,
+                       env={"PG_PRELOAD": preload, "PG_CONFDIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        assert conf.read_text().splitlines() == expected
