@@ -15,7 +15,7 @@ BENCH_ENV = {
     "ATELIER_SUBNET": "172.27",
     "ATELIER_SSH_PORT": "28022",
     "ATELIER_HTTP_PORT": "28080",
-    "ATELIER_SQUID_PORT": "23128",
+    "ATELIER_SQUID_PORT": "28128",
     "ATELIER_STATE_DIR": str(ROOT / ".state" / "atelierbench"),
     "ATELIER_DEBIAN_SNAPSHOT": "1",  # as the tests: this machine's Debian mirror is a frozen copy
     "ATELIER_LOCALES": "C.UTF-8,en_US.UTF-8,ko_KR.UTF-8,ko_KR.EUC-KR",  # as the tests: one set of images

@@ -6,7 +6,12 @@ HAProxy and the init containers, all on the overlay.
 It needs the engine to be a swarm manager. With ATELIER_TEST_SWARM=1 the
 module makes this engine a single-node swarm for its run and leaves the
 swarm at the end (unless the engine was a manager already); without it, and
-on an engine that is not a manager, the module is skipped and says why."""
+on an engine that is not a manager, the module is skipped and says why.
+
+Run it alone (`.ci/run` does not): in the full suite on this 2-core machine,
+with two other environments up, its standbys' systemd did not start (all
+root containers share one fs.inotify.max_user_instances, 128 here), and the
+suite's shared replication environment failed after it."""
 
 from __future__ import annotations
 
