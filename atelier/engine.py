@@ -425,13 +425,16 @@ def up(env: Environment, say=print, timeout: float = 600) -> dict:
                                                                  info.get("ID", "")))
     specs = {c.name: container_spec(env, c, cgroup) for c in env.containers}
     _check_ports(specs, existing, remote=chosen.is_remote)
-    if chosen.is_remote and any(c.role == "init" for c in env.containers):
-        engine_host.check_forwarding(chosen.ssh)  # before anything changes
-    ensure_network(client, env, info)
-
     hashes = {name: spec.config_hash(ids[spec.image]) for name, spec in specs.items()}
     plan = plan_up(hashes, {name: Found(c.labels.get(CONFIG_LABEL), c.status, never_started(c))
                             for name, c in existing.items()})
+    changes = plan.create or plan.start or plan.remove or plan.recreate
+    if chosen.is_remote and changes and any(c.role == "init" for c in env.containers):
+        # Before anything changes; a no-op up pays no extra handshake for it
+        # (wait_ssh_entry asks the same if HAProxy does not answer).
+        engine_host.check_forwarding(chosen.ssh)
+    ensure_network(client, env, info)
+
     parallel_map(_stop_and_remove, [existing.pop(n) for n in plan.remove + plan.recreate], workers=8)
     if plan.remove or plan.recreate:
         say(f"removed {len(plan.remove)} container(s) outside the selection, "
@@ -502,9 +505,13 @@ def wait_ssh_entry(env: Environment, deadline: float) -> None:
     banner (on a remote engine, through a channel from the engine host)."""
     address, port = env.settings.entry_address
     chosen = engine_host.current()
+    asked = False
     while True:
         if _banner(chosen, address, port).startswith(b"SSH-"):
             return
+        if chosen.is_remote and not asked:
+            engine_host.check_forwarding(chosen.ssh)  # one line if the engine host refuses the channel
+            asked = True
         if time.monotonic() > deadline:
             where = f" on {chosen.ssh}" if chosen.is_remote else ""
             raise AtelierError(f"no SSH banner through HAProxy at {address}:{port}{where}")

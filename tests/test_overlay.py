@@ -22,6 +22,7 @@ import subprocess
 import pytest
 
 from atelier import engine
+from atelier.errors import AtelierError
 from atelier.model import Environment, select
 from atelier.settings import load_settings
 from helpers import inv, project_settings, wait_for
@@ -33,8 +34,11 @@ TEST_ENV = {**project_settings(PROJECT, "172.16", 26000), "ATELIER_NETWORK": "ov
 
 
 def is_manager(info: dict) -> bool:
-    swarm = info.get("Swarm") or {}
-    return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
+    try:
+        engine.check_swarm(info)
+        return True
+    except AtelierError:
+        return False
 
 
 @pytest.fixture(scope="module")
