@@ -15,7 +15,7 @@ import subprocess
 
 from common import BENCH_ENV, env, report, timed
 
-from atelier.in_container import PRELUDE, SOURCE
+from atelier.pg.step import PRELUDE, SOURCE
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--os", default="debian12")

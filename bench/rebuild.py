@@ -9,8 +9,8 @@ from pathlib import Path
 
 from common import BENCH_ENV, alternate, compare, timed
 
-from atelier.model import Environment, select
-from atelier.settings import load_settings
+from atelier.core.model import Environment, select
+from atelier.core.settings import load_settings
 
 env = Environment(load_settings(environ=BENCH_ENV), select())
 out = Path(tempfile.mkdtemp(prefix="atelier-render-"))

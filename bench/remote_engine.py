@@ -26,7 +26,7 @@ from common import BENCH_ENV, ROOT, compare
 sys.path.insert(0, str(ROOT / "tests"))
 import engine_sshd  # noqa: E402
 
-from atelier import engine  # noqa: E402
+from atelier.engine.client import Engine  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--runs", type=int, default=7)
@@ -40,7 +40,7 @@ echo "$*" >> /tmp/ssh-invocations
 exec /usr/bin/ssh "$@"
 """
 
-client = engine.connect()
+client = Engine.chosen().client
 folder = Path(tempfile.mkdtemp())
 sshd = engine_sshd.start(folder / "sshd", "172.17.0.1")
 try:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from common import BENCH_ENV, alternate, compare, report, timed
 
-from atelier.remote import Session
-from atelier.state import known_hosts_path
-from atelier.settings import load_settings
+from atelier.ssh.session import Session
+from atelier.core.state import known_hosts_path
+from atelier.core.settings import load_settings
 
 RUNS = 10
 TARGET = "debian12-pg15-active"

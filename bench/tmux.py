@@ -29,7 +29,7 @@ from common import ROOT, alternate, compare, report
 sys.path.insert(0, str(ROOT / "bench"))
 from tmux_apply import layout_from  # noqa: E402
 
-from atelier.tmux import reconcile  # noqa: E402
+from atelier.tmux.session import reconcile  # noqa: E402
 
 LAYOUT = ROOT.parent / "shared" / "bench" / "tmux-layout60.yml"
 RUNS = 7
@@ -112,8 +112,8 @@ def with_containers():
 
     from common import BENCH_ENV, env, timed
 
-    from atelier.settings import load_settings
-    from atelier.tmux import wait_for_prompts
+    from atelier.core.settings import load_settings
+    from atelier.tmux.session import wait_for_prompts
 
     socket = f"atelierbench-{os.getpid()}"
     environ = {**env(), "ATELIER_TMUX_SOCKET": socket}

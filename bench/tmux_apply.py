@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
 
-from atelier.tmux import attach_command, reconcile, tmux_server  # noqa: E402
-from atelier.tmux_plan import Layout, PaneSpec  # noqa: E402
+from atelier.tmux.session import attach_command, reconcile, tmux_server  # noqa: E402
+from atelier.tmux.plan import Layout, PaneSpec  # noqa: E402
 
 
 def layout_from(path: str) -> tuple[str, Layout]:

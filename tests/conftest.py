@@ -1,7 +1,7 @@
 import pytest
 
-from atelier.model import Environment, select
-from atelier.settings import load_settings
+from atelier.core.model import Environment, select
+from atelier.core.settings import load_settings
 
 
 @pytest.fixture
@@ -24,8 +24,8 @@ def debian_environ(tmp_path_factory):
     the pgbouncer service, under a project, subnet and ports of its own:
     one environment for test_db_service.py and test_replication.py, which
     runs later and leaves its pairs in whatever state its drills end in."""
-    from atelier import engine
-    from helpers import inv, project_settings
+    from atelier.engine.up import down
+    from helpers import ENGINE, inv, project_settings
 
     state = tmp_path_factory.mktemp("debian-state")
     values = {**project_settings("ateliertest-repl", "172.20", 25000), "ATELIER_STATE_DIR": str(state),
@@ -34,5 +34,5 @@ def debian_environ(tmp_path_factory):
     inv(values, "build", "--profile", "debian")
     inv(values, "up", "--profile", "debian")
     yield values
-    engine.down(Environment(load_settings(environ=values), select("debian")), remove_volumes=True,
+    down(ENGINE, Environment(load_settings(environ=values), select("debian")), remove_volumes=True,
                 say=lambda _: None)

@@ -47,3 +47,10 @@ def project_settings(project: str, subnet: str, port_base: int) -> dict:
         # for the same locales, the Korean ones the original generated among them.
         "ATELIER_LOCALES": "C.UTF-8,en_US.UTF-8,ko_KR.UTF-8,ko_KR.EUC-KR",
     }
+
+
+# The engine the tests drive from this process (DOCKER_HOST, a context, or
+# the local socket), one client for the whole run.
+from atelier.engine.client import Engine  # noqa: E402
+
+ENGINE = Engine.chosen()

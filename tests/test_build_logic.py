@@ -1,4 +1,4 @@
-from atelier.build import is_transient, retry_delays
+from atelier.engine.build import is_transient, retry_delays
 
 
 def test_network_and_mirror_failures_are_transient():
@@ -25,7 +25,7 @@ def test_delays_grow_and_are_capped():
 
 
 def test_a_failed_build_is_named_by_the_package_managers_own_error():
-    from atelier.build import failure_reason
+    from atelier.engine.build import failure_reason
 
     log = ("Step 5/12 : RUN apt-get update && apt-get install ...\nReading package lists...\n"
            "E: Release file for http://deb.debian.org/debian/dists/forky/InRelease is expired\n"
@@ -39,7 +39,7 @@ def test_a_failed_build_is_named_by_the_package_managers_own_error():
 
 
 def test_debootstrap_gets_sids_script_for_a_release_newer_than_itself(tmp_path):
-    from atelier.build import debootstrap_script
+    from atelier.engine.build import debootstrap_script
 
     (tmp_path / "sid").write_text("")
     (tmp_path / "trixie").write_text("")

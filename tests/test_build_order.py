@@ -9,8 +9,10 @@ import threading
 import docker
 import pytest
 
-from atelier import build
-from atelier.build import build_all
+from atelier.engine import build
+from atelier.engine.build import build_all
+from atelier.engine.client import Engine
+from atelier.engine.host import EngineHost
 
 
 class FakeAPI:
@@ -51,6 +53,9 @@ class FakeClient:
         raise docker.errors.NotFound(name)
 
 
+FAKE_HOST = EngineHost("unix:///fake/docker.sock", "test")
+
+
 @pytest.fixture
 def debian(make_env):
     env = make_env("debian")
@@ -67,16 +72,16 @@ def fake(env, outcomes=None, images=None):
 
 def test_every_image_after_its_parent_then_nothing_when_unchanged(debian):
     api, client = fake(debian)
-    results = build_all(debian, debian.images, say=lambda _: None, client=client)
+    results = build_all(Engine(FAKE_HOST, client), debian, debian.images, say=lambda _: None)
     assert {r.outcome for r in results} == {"built"}
     assert sorted(api.builds) == sorted(i.name for i in debian.images)
-    again = build_all(debian, debian.images, say=lambda _: None, client=client)
+    again = build_all(Engine(FAKE_HOST, client), debian, debian.images, say=lambda _: None)
     assert {r.outcome for r in again} == {"cached"} and len(api.builds) == len(debian.images)
 
 
 def test_a_failed_parent_fails_its_children_without_trying_them(debian):
     api, client = fake(debian, {"atelier-debian13-init": ["E: Unable to locate package nosuch"]})
-    results = {r.image: r for r in build_all(debian, debian.images, say=lambda _: None, client=client)}
+    results = {r.image: r for r in build_all(Engine(FAKE_HOST, client), debian, debian.images, say=lambda _: None)}
     assert results["atelier-debian13-init"].outcome == "failed"
     assert results["atelier-debian13-init"].tries == 1  # not a network failure: no retry
     assert results["atelier-debian13-pg17"].error == "parent atelier-debian13-init failed"
@@ -88,5 +93,5 @@ def test_transient_failures_are_tried_again(debian, monkeypatch):
     monkeypatch.setattr(build, "retry_delays", lambda tries: [0.0] * (tries - 1))
     api, client = fake(debian, {"atelier-haproxy": ["Temporary failure resolving 'deb.debian.org'",
                                                     "Could not connect to deb.debian.org:80", "ok"]})
-    results = {r.image: r for r in build_all(debian, debian.images, say=lambda _: None, client=client)}
+    results = {r.image: r for r in build_all(Engine(FAKE_HOST, client), debian, debian.images, say=lambda _: None)}
     assert (results["atelier-haproxy"].outcome, results["atelier-haproxy"].tries) == ("built", 3)

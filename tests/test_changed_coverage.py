@@ -2,9 +2,9 @@
 
 import pytest
 
-from atelier.changed_coverage import build_report, changed_lines, html_page, parse_lcov, text_summary
-from atelier.errors import AtelierError
-from atelier.in_container import changed_range
+from atelier.pg.changed_coverage import build_report, changed_lines, html_page, parse_lcov, text_summary
+from atelier.core.errors import AtelierError
+from atelier.pg.coverage import changed_range
 
 DIFF = """diff --git a/src/backend/utils/adt/int.c b/src/backend/utils/adt/int.c
 index 1111111..2222222 100644

@@ -2,8 +2,8 @@
 
 import pytest
 
-from atelier.configure import configure_line, parse_pg_config, rewrite
-from atelier.errors import AtelierError
+from atelier.pg.configure import configure_line, parse_pg_config, rewrite
+from atelier.core.errors import AtelierError
 
 DEBIAN = parse_pg_config(
     "'--build=x86_64-linux-gnu' '--prefix=/usr' '--includedir=${prefix}/include' "

@@ -5,11 +5,11 @@ import dataclasses
 
 import pytest
 
-from atelier.errors import AtelierError
-from atelier.health import json_objects, report_lines, worst
-from atelier.pgbench import Run, parse_clients, parse_run, parse_vias, sections, write_chart, write_csv
-from atelier.runtime import pgbouncer_files, roles_sql, runtime_files
-from atelier.tuning import GB, MB, Machine, check_choices, differs, parse_memory, propose, setting_bytes
+from atelier.core.errors import AtelierError
+from atelier.dba.health import json_objects, report_lines, worst
+from atelier.dba.pgbench import Run, parse_clients, parse_run, parse_vias, sections, write_chart, write_csv
+from atelier.render.runtime import pgbouncer_files, roles_sql, runtime_files
+from atelier.dba.tuning import GB, MB, Machine, check_choices, differs, parse_memory, propose, setting_bytes
 
 NOTE = {p.name: p.value for p in propose(Machine(32 * GB, 8, "ssd", "oltp", 200))}
 
@@ -210,7 +210,7 @@ def test_csv_and_chart_are_written(tmp_path):
 def test_pgbouncer_runs_only_when_asked(make_env, settings):
     assert "pgbouncer" not in [c.name for c in make_env("debian").containers]
     on = dataclasses.replace(settings, pgbouncer=True)
-    from atelier.model import Environment, select
+    from atelier.core.model import Environment, select
     env = Environment(on, select("debian"), nofile_ceiling=20000)
     pgbouncer = env.container("pgbouncer")
     assert pgbouncer.ports == () and pgbouncer.address.endswith(".200.4")
@@ -218,7 +218,7 @@ def test_pgbouncer_runs_only_when_asked(make_env, settings):
 
 
 def test_pgbouncer_pools_every_primary_by_the_models_names(settings):
-    from atelier.model import Environment, select
+    from atelier.core.model import Environment, select
     on = dataclasses.replace(settings, pgbouncer=True, pgbouncer_auth_password='pa"ss')
     env = Environment(on, select("debian"), nofile_ceiling=20000)
     files = pgbouncer_files(env)

@@ -3,11 +3,11 @@ comparison, and the model's pairs and upstream names."""
 
 import pytest
 
-from atelier.backup import compare_tables, dump_script
-from atelier.drill import Commit, account, parse_commits, writer_script
-from atelier.errors import AtelierError
-from atelier.logical import names_for
-from atelier.replication import human_bytes, lag_level, replication_table_row
+from atelier.dba.backup import compare_tables, dump_script
+from atelier.dba.drill import Commit, account, parse_commits, writer_script
+from atelier.core.errors import AtelierError
+from atelier.dba.logical import names_for
+from atelier.dba.replication import human_bytes, lag_level, replication_table_row
 
 
 @pytest.mark.parametrize("lag, level", [(None, "-"), (0, "ok"), ((1 << 20) - 1, "ok"), (1 << 20, "warn"),

@@ -14,12 +14,12 @@ import tarfile
 
 import pytest
 
-from atelier import engine
-from atelier.build import build_image
-from atelier.model import Environment, select
-from atelier.archive import tar_bytes
-from atelier.settings import load_settings
-from helpers import inv, project_settings, wait_for
+from atelier.engine.up import down, up
+from atelier.engine.build import build_image
+from atelier.core.model import Environment, select
+from atelier.render.archive import tar_bytes
+from atelier.core.settings import load_settings
+from helpers import ENGINE, inv, project_settings, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -32,7 +32,7 @@ def environ(tmp_path_factory):
     values = {**TEST_ENV, "ATELIER_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
     yield values
     settings = load_settings(environ=values)
-    engine.down(Environment(settings, select()), remove_volumes=True, say=lambda _: None)
+    down(ENGINE, Environment(settings, select()), remove_volumes=True, say=lambda _: None)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def settings(environ):
 
 @pytest.fixture(scope="module")
 def client():
-    return engine.connect()
+    return ENGINE.client
 
 
 def psql(client, settings, name: str, sql: str, database: str = "experdb") -> str:
@@ -74,7 +74,7 @@ def project_volumes(client, prefix=""):
 
 def up_debian12(environ, settings) -> dict:
     inv(environ, "build", "--os", "debian12", "--pg", "15")
-    return engine.up(Environment(settings, select(os="debian12", pg="15")), say=print)
+    return up(ENGINE, Environment(settings, select(os="debian12", pg="15")), say=print)
 
 
 def test_build_debian12(environ):
@@ -133,7 +133,7 @@ def test_the_ssh_port_answers_through_haproxy_on_loopback_only(environ, settings
 
 def test_second_up_changes_nothing(environ, settings):
     up_debian12(environ, settings)
-    summary = engine.up(Environment(settings, select(os="debian12", pg="15")), say=print)
+    summary = up(ENGINE, Environment(settings, select(os="debian12", pg="15")), say=print)
     assert (summary["created"], summary["started"], summary["removed"]) == (0, 0, 0)
 
 
@@ -145,9 +145,9 @@ def test_workspace_and_data_survive_down_and_up(environ, settings, client):
     wrote = active.exec_run(["sh", "-c", "echo my patch > ~/workspace/patch.diff"], user="postgres")
     assert wrote.exit_code == 0
     inv(environ, "down")
-    assert not engine.project_containers(client, PROJECT)
+    assert not ENGINE.project_containers(PROJECT)
     assert f"{PROJECT}-debian12-pg15-active-workspace" in project_volumes(client)
-    engine.up(Environment(settings, select(os="debian12", pg="15")), say=print)
+    up(ENGINE, Environment(settings, select(os="debian12", pg="15")), say=print)
     active = client.containers.get(f"{PROJECT}-debian12-pg15-active")
     assert active.exec_run(["cat", "/var/lib/postgresql/workspace/patch.diff"]).output == b"my patch\n"
     assert psql(client, settings, "debian12-pg15-active", "select note from survives") == "written on active"
@@ -160,8 +160,8 @@ def test_workspace_and_data_survive_down_and_up(environ, settings, client):
 def test_switch_to_debian13_keeps_debian12_volumes(environ, settings, client):
     up_debian12(environ, settings)
     inv(environ, "build", "--os", "debian13", "--pg", "17")
-    engine.up(Environment(settings, select(os="debian13", pg="17")), say=print)
-    names = set(engine.project_containers(client, PROJECT))
+    up(ENGINE, Environment(settings, select(os="debian13", pg="17")), say=print)
+    names = set(ENGINE.project_containers(PROJECT))
     assert "debian12-pg15-active" not in names and "debian13-pg17-standby" in names
     assert f"{PROJECT}-debian12-pg15-active-workspace" in project_volumes(client)
     for name in ("debian13-pg17-active", "debian13-pg17-standby", "debian13-pg17-standalone"):
@@ -212,7 +212,7 @@ def test_taken_ssh_port_is_one_line_and_changes_nothing(environ):
     assert run.stderr.strip() == ("atelier: port 18122 on 127.0.0.1 is already taken (needed by haproxy); "
                                   "free it or choose another in .env (ATELIER_SSH_PORT, ATELIER_HTTP_PORT, "
                                   "ATELIER_SQUID_PORT)")
-    assert not engine.project_containers(engine.connect(), "ateliertest2")
+    assert not ENGINE.project_containers("ateliertest2")
 
 
 def test_no_engine_is_one_line(environ):

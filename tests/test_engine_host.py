@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from atelier import engine_host
-from atelier.engine import check_swarm, overlay_ip_range
-from atelier.engine_host import EngineHost, SshAddress, choose, parse_ssh_url
-from atelier.errors import AtelierError
-from atelier.model import Environment, select
-from atelier.settings import Settings, parse_settings
+from atelier.engine import host as engine_host
+from atelier.core.model import overlay_ip_range
+from atelier.engine.up import check_swarm
+from atelier.engine.host import EngineHost, SshAddress, choose, parse_ssh_url
+from atelier.core.errors import AtelierError
+from atelier.core.model import Environment, select
+from atelier.core.settings import Settings, parse_settings
 
 
 @pytest.mark.parametrize("environ, context, atelier, url, source", [
@@ -98,7 +99,7 @@ def test_status_says_where_the_ports_are():
 
 
 def test_the_generated_ssh_config_reaches_haproxy_through_the_engine_host(make_env):
-    from atelier.ssh_config import ssh_config_text
+    from atelier.render.ssh_config import ssh_config_text
 
     env = make_env(os="debian12", pg="15")
     local = ssh_config_text(env, ["debian12-pg15-active"])

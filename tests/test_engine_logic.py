@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from atelier.engine import Probe, never_started, readiness
-from atelier.parallel import Pool, parallel_map, results
+from atelier.engine.containers import Probe, never_started, readiness
+from atelier.core.parallel import Pool, parallel_map, results
 
 
 def probe(state="running", **facts):
@@ -75,7 +75,7 @@ def _interrupt():
     _thread.interrupt_main()
 
 
-from atelier.engine import Found, plan_up  # noqa: E402
+from atelier.engine.up import Found, plan_up  # noqa: E402
 
 
 def test_up_with_nothing_changed_changes_nothing():

@@ -24,15 +24,17 @@ from pathlib import Path
 
 import pytest
 
-from atelier import engine
-from atelier.build import build_all, import_folder
-from atelier.errors import AtelierError
-from atelier.model import Environment, select, service_image
-from atelier.remote import Session
-from atelier.state import known_hosts_path, recorded_keys
-from atelier.settings import load_settings
-from atelier.state import project_lock
-from helpers import ROOT, inv, project_settings, wait_for
+from atelier.engine import up as engine_up
+from atelier.engine.up import down
+from atelier.render.spec import container_spec
+from atelier.engine.build import build_all, import_folder
+from atelier.core.errors import AtelierError
+from atelier.core.model import Environment, select, service_image
+from atelier.ssh.session import Session
+from atelier.core.state import known_hosts_path, recorded_keys
+from atelier.core.settings import load_settings
+from atelier.core.state import project_lock
+from helpers import ENGINE, ROOT, inv, project_settings, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -47,7 +49,7 @@ def environ(tmp_path_factory):
     inv(values, "build")
     inv(values, "up")
     yield values
-    engine.down(Environment(load_settings(environ=values), select()), remove_volumes=True, say=lambda _: None)
+    down(ENGINE, Environment(load_settings(environ=values), select()), remove_volumes=True, say=lambda _: None)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def settings(environ):
 
 @pytest.fixture(scope="module")
 def client(environ):
-    return engine.connect()
+    return ENGINE.client
 
 
 def docker(client, name):
@@ -185,7 +187,8 @@ def test_sync_refuses_an_empty_origin(environ):
 
 
 def test_a_failed_unpack_leaves_the_workspace_as_it_was(settings, environ):
-    from atelier.in_container import StepFailed, replace_workspace
+    from atelier.core.errors import StepFailed
+    from atelier.pg.workspace import replace_workspace
 
     standby_holds_work(environ)
     run(environ, STANDBY, "head -c 5000 /dev/urandom > /tmp/broken.tar")
@@ -208,7 +211,7 @@ def test_sync_swaps_and_keeps_the_replaced_tree(environ):
 
 # ---- 4. one writer at a time ----------------------------------------------------------
 
-FIRST_RUN = ("import sys; from atelier.settings import load_settings; "
+FIRST_RUN = ("import sys; from atelier.core.settings import load_settings; "
              "s = load_settings(environ={'ATELIER_STATE_DIR': sys.argv[1]}); print(s.keys.client_public, "
              "s.superuser_password)")
 
@@ -257,24 +260,24 @@ def test_a_second_up_waits_for_the_lock_then_gives_up_in_one_line(environ, setti
 def test_a_container_whose_set_up_was_cut_off_is_made_again(environ, settings, client, monkeypatch):
     env = Environment(settings, select())
     standalone = env.container(STANDALONE)
-    spec_of = lambda e: engine.container_spec(e, standalone, engine.cgroup_version(client.info()))  # noqa: E731
+    spec_of = lambda e: container_spec(e, standalone, engine_up.cgroup_version(client.info()))  # noqa: E731
     docker(client, STANDALONE).remove(force=True)
 
     # An interrupt between create and the copy of its files: the container goes.
-    monkeypatch.setattr(engine, "runtime_files", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(engine_up, "runtime_files", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
-        engine._create(client, env, standalone, spec_of(env), "hash")
+        engine_up._create(client, env, standalone, spec_of(env), "hash")
     assert not client.containers.list(all=True, filters={"name": f"{PROJECT}-{STANDALONE}"})
 
     # A killed `up` (no chance to clean up) leaves one that was created, with
     # the right config label, but got none of its files and never started.
-    monkeypatch.setattr(engine, "runtime_files", lambda *_: {})
+    monkeypatch.setattr(engine_up, "runtime_files", lambda *_: {})
     image_id = client.images.get(standalone.image.name).id
-    ceiling = engine.nofile_ceiling(client, env, standalone.image.name, client.info()["ID"])
+    ceiling = engine_up.nofile_ceiling(client, env, standalone.image.name, client.info()["ID"])
     import dataclasses
 
     spec = spec_of(dataclasses.replace(env, nofile_ceiling=ceiling))
-    engine._create(client, env, standalone, spec, spec.config_hash(image_id))
+    engine_up._create(client, env, standalone, spec, spec.config_hash(image_id))
     monkeypatch.undo()
     assert docker(client, STANDALONE).status == "created"
     made = inv(environ, "up")
@@ -502,7 +505,7 @@ def test_security_sources_and_build_refresh(environ, settings, client):
     assert "bookworm-security main" in sources
     env = Environment(settings, select())
     apache = service_image("apache2")
-    kept, = build_all(env, [apache], say=lambda _: None)
+    kept, = build_all(ENGINE, env, [apache], say=lambda _: None)
     assert kept.outcome == "cached"
-    fresh, = build_all(env, [apache], say=lambda _: None, refresh=True)
+    fresh, = build_all(ENGINE, env, [apache], say=lambda _: None, refresh=True)
     assert fresh.outcome == "built"

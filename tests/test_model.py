@@ -1,8 +1,8 @@
 import pytest
 
-from atelier.errors import AtelierError
-from atelier.matrix import MAJORS, OSES, PgBuild
-from atelier.model import PROFILES, select
+from atelier.core.errors import AtelierError
+from atelier.core.matrix import MAJORS, OSES, PgBuild
+from atelier.core.model import PROFILES, select
 
 
 def test_address_plan_is_the_originals(make_env):
@@ -177,8 +177,8 @@ def test_the_originals_default_mix_ships_as_a_profile():
 def test_a_users_own_profile_is_selected_like_a_built_in_one(settings, tmp_path):
     from pathlib import Path
 
-    from atelier.model import Environment
-    from atelier.settings import parse_settings
+    from atelier.core.model import Environment
+    from atelier.core.settings import parse_settings
 
     mine = parse_settings({"ATELIER_PROFILE_MIX": "rocky8:17, ubuntu22:15,rocky8:17",
                            "ATELIER_PROFILE_TWO_DEBIANS": "debian12:15,debian14:18"}, Path(tmp_path)).profiles
@@ -203,7 +203,7 @@ def test_a_users_own_profile_is_selected_like_a_built_in_one(settings, tmp_path)
 def test_a_bad_user_profile_is_one_line(value, message, tmp_path):
     from pathlib import Path
 
-    from atelier.settings import parse_settings
+    from atelier.core.settings import parse_settings
 
     with pytest.raises(AtelierError, match=message) as caught:
         parse_settings({"ATELIER_PROFILE_MIX": value}, Path(tmp_path))

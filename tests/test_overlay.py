@@ -21,11 +21,11 @@ import subprocess
 
 import pytest
 
-from atelier import engine
-from atelier.errors import AtelierError
-from atelier.model import Environment, select
-from atelier.settings import load_settings
-from helpers import inv, project_settings, wait_for
+from atelier.engine.up import check_swarm, down
+from atelier.core.errors import AtelierError
+from atelier.core.model import Environment, select
+from atelier.core.settings import load_settings
+from helpers import ENGINE, inv, project_settings, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -35,7 +35,7 @@ TEST_ENV = {**project_settings(PROJECT, "172.16", 26000), "ATELIER_NETWORK": "ov
 
 def is_manager(info: dict) -> bool:
     try:
-        engine.check_swarm(info)
+        check_swarm(info)
         return True
     except AtelierError:
         return False
@@ -43,7 +43,7 @@ def is_manager(info: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def environ(tmp_path_factory):
-    client = engine.connect()
+    client = ENGINE.client
     joined = False
     if not is_manager(client.info()):
         if os.environ.get("ATELIER_TEST_SWARM") != "1":
@@ -57,7 +57,7 @@ def environ(tmp_path_factory):
         inv(values, "up", "--profile", "debian")
         yield values
     finally:
-        engine.down(Environment(load_settings(environ=values), select("debian")), remove_volumes=True,
+        down(ENGINE, Environment(load_settings(environ=values), select("debian")), remove_volumes=True,
                     say=lambda _: None)
         if joined:
             client.swarm.leave(force=True)
@@ -68,7 +68,7 @@ def environ(tmp_path_factory):
 
 
 def test_the_network_is_an_attachable_overlay_with_the_static_plan(environ):
-    network = engine.connect().networks.get(PROJECT)
+    network = ENGINE.client.networks.get(PROJECT)
     assert network.attrs["Driver"] == "overlay" and network.attrs["Attachable"] is True
     ipam = network.attrs["IPAM"]["Config"][0]
     assert ipam["Subnet"] == "172.16.0.0/16" and ipam["IPRange"] == "172.16.254.0/24"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from atelier import engine
-from atelier.model import Environment, select
-from atelier.settings import load_settings
-from helpers import inv, project_settings
+from atelier.engine.up import down, up
+from atelier.core.model import Environment, select
+from atelier.core.settings import load_settings
+from helpers import ENGINE, inv, project_settings
 
 pytestmark = pytest.mark.engine
 
@@ -30,9 +30,9 @@ FAST = ("--what", "world-bin")  # everything but the documentation
 def environ(tmp_path_factory):
     values = {**TEST_ENV, "ATELIER_STATE_DIR": str(tmp_path_factory.mktemp("pg-state"))}
     inv(values, "build", "--os", "debian12", "--pg", "15")
-    engine.up(Environment(load_settings(environ=values), select(os="debian12", pg="15")), say=print)
+    up(ENGINE, Environment(load_settings(environ=values), select(os="debian12", pg="15")), say=print)
     yield values
-    engine.down(Environment(load_settings(environ=values), select()), remove_volumes=True, say=lambda _: None)
+    down(ENGINE, Environment(load_settings(environ=values), select()), remove_volumes=True, say=lambda _: None)
 
 
 def sql(environ, query: str, target: str = BUILDER) -> str:
@@ -103,7 +103,7 @@ def test_git_helpers_act_on_every_repository_in_the_workspace(environ):
                 "bash -lc 'echo $GIT_CONFIG_GLOBAL'").stdout.split()
     assert shown == ["true", "diff3"] + ["/var/lib/postgresql/workspace/.gitconfig"] * 2
     inv(environ, "run", "-t", active, "--", "git config --global alias.st status")  # the user's own edit
-    engine.connect().containers.get(f"{PROJECT}-{active}").restart()  # atelier-pg-setup runs again at boot
+    ENGINE.client.containers.get(f"{PROJECT}-{active}").restart()  # atelier-pg-setup runs again at boot
     inv(environ, "up", "--os", "debian12", "--pg", "15")
     assert inv(environ, "run", "-t", active, "--", "git config --global --get alias.st").stdout.strip() == "status"
     log = inv(environ, "git.log", "-t", active).stdout
@@ -282,7 +282,7 @@ def test_a_server_has_what_the_original_gave_on_day_one(environ):
     wanted = wanted[0].split(",")
     made = inv(environ, "run", "-t", active, "--", "psql", "-d", "experdb", "-XAtc",
                "select string_agg(extname, ',' order by extname) from pg_extension").stdout.strip()
-    journal = engine.connect().containers.get(f"{PROJECT}-{active}").exec_run(
+    journal = ENGINE.client.containers.get(f"{PROJECT}-{active}").exec_run(
         ["journalctl", "-b", "--no-pager", "-q", "-u", "atelier-pg-roles"]).output.decode()
     assert "pg_stat_statements" in made.split(",")
     for extension in wanted:  # created in experdb, or its skip logged at set-up
@@ -322,7 +322,7 @@ def test_bad_input_is_one_line(environ):
 
 
 def test_target_not_running(environ):
-    client = engine.connect()
+    client = ENGINE.client
     standby = client.containers.get(f"{PROJECT}-debian12-pg15-standby")
     standby.stop(timeout=10)
     try:

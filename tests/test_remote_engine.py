@@ -17,9 +17,8 @@ import subprocess
 import pytest
 
 import engine_sshd
-from atelier import engine
-from atelier.engine_host import engine_socket_name, parse_ssh_url
-from helpers import project_settings
+from atelier.engine.host import engine_socket_name, parse_ssh_url
+from helpers import ENGINE, project_settings
 
 pytestmark = pytest.mark.engine
 
@@ -65,7 +64,7 @@ def sshd(tmp_path_factory):
     why = engine_sshd.available()
     if why:
         pytest.skip(why)
-    client = engine.connect()
+    client = ENGINE.client
     _remove(client, "containers", CLIENT_NET)
     _remove(client, "networks", CLIENT_NET)
     import docker
@@ -80,7 +79,7 @@ def sshd(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def remote(sshd, tmp_path_factory):
-    client = engine.connect()
+    client = ENGINE.client
     files = engine_sshd.client_image_and_files(client, sshd, tmp_path_factory.mktemp("wheels"))
     container = client.containers.run(engine_sshd.CLIENT_IMAGE, name=CLIENT_NET, network=CLIENT_NET, detach=True)
     container.put_archive("/", files)
@@ -193,5 +192,5 @@ def test_the_engine_socket_is_forwarded_through_one_master_and_the_sdks_ssh_mode
 def test_down_keeps_the_volumes_on_the_engine_host(remote):
     down = remote.atelier("down")
     assert "volumes kept" in down.stdout
-    volumes = engine.connect().volumes.list(filters={"label": f"atelier.project={PROJECT}"})
+    volumes = ENGINE.client.volumes.list(filters={"label": f"atelier.project={PROJECT}"})
     assert volumes

@@ -6,11 +6,13 @@ import threading
 import paramiko
 import pytest
 
-from atelier.errors import AtelierError
-from atelier.remote import Prefixed, command_after_dashes, explain, remote_command, resolve_targets
-from atelier.state import ensure_keys, known_hosts_text
-from atelier.compose import render_all
-from atelier.runtime import runtime_files
+from atelier.core.errors import AtelierError
+from atelier.ssh.fanout import Prefixed
+from atelier.ssh.session import explain
+from atelier.ssh.targets import command_after_dashes, remote_command, resolve_targets
+from atelier.core.state import ensure_keys, known_hosts_text
+from atelier.render.compose import render_all
+from atelier.render.runtime import runtime_files
 
 NAMES = ["debian12-init", "debian13-init", "debian12-pg15-active", "debian13-pg17-active",
          "debian12-pg15-standalone", "debian12-pg15-standby", "debian13-pg17-standby"]
@@ -101,7 +103,7 @@ def test_each_hop_failure_is_named(settings):
 
 
 def test_container_hosts_forward_the_agent_in_the_ssh_config(make_env):
-    from atelier.ssh_config import ssh_config_text
+    from atelier.render.ssh_config import ssh_config_text
 
     env = make_env("debian")
     text = ssh_config_text(env, ["debian12-pg15-active"])

@@ -2,16 +2,19 @@ import shutil
 import subprocess
 import tarfile
 import io
+import dataclasses
+
+from atelier.core.model import Environment, select
 
 import pytest
 import yaml
 
-from atelier.matrix import MAJORS, OSES
-from atelier.archive import tar_bytes, write_tree
-from atelier.compose import compose_yaml, render_all
-from atelier.render import build_context, dockerfile
-from atelier.runtime import haproxy_cfg, pgpass, roles_sql, runtime_files, squid_conf
-from atelier.spec import container_spec
+from atelier.core.matrix import MAJORS, OSES
+from atelier.render.archive import tar_bytes, write_tree
+from atelier.render.compose import compose_yaml, render_all
+from atelier.render.templates import build_context, dockerfile
+from atelier.render.runtime import haproxy_cfg, pgpass, roles_sql, runtime_files, squid_conf
+from atelier.render.spec import container_spec
 
 
 def test_every_image_of_the_matrix_renders(make_env):
@@ -206,8 +209,8 @@ def test_squid_refuses_the_gateway_and_is_not_published_by_default(make_env):
 def test_vscode_configs_are_rendered_for_each_os_and_major(settings, os_name, major, include, bindir):
     import json
 
-    from atelier.model import pg_image
-    from atelier.render import build_context
+    from atelier.core.model import pg_image
+    from atelier.render.templates import build_context
 
     context = build_context(pg_image(os_name, major), settings)
     read = lambda name: json.loads(context[f"postgres/etc/atelier/vscode/{name}"][0])  # noqa: E731
@@ -225,7 +228,7 @@ def test_vscode_configs_are_rendered_for_each_os_and_major(settings, os_name, ma
 def test_debian14_is_forky_by_name_and_snapshot_mirrors_are_opt_in(make_env, settings):
     import dataclasses
 
-    from atelier.model import Environment, select
+    from atelier.core.model import Environment, select
 
     env = make_env("debian")
     init = dockerfile(env.container("debian14-init").image, env.settings)
@@ -244,7 +247,7 @@ def test_debian14_is_forky_by_name_and_snapshot_mirrors_are_opt_in(make_env, set
 def test_images_generate_the_chosen_locales(make_env, settings):
     import dataclasses
 
-    from atelier.model import Environment, select
+    from atelier.core.model import Environment, select
 
     korean = dataclasses.replace(settings, locales=("C.UTF-8", "ko_KR.UTF-8", "ko_KR.EUC-KR"))
     env = Environment(korean, select("full"), nofile_ceiling=20000)
@@ -287,3 +290,21 @@ def test_pgsentinels_settings_follow_the_preload_list(tmp_path):
         subprocess.run(["bash", "-c", block], check=True,
                        env={"PG_PRELOAD": preload, "PG_CONFDIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
         assert conf.read_text().splitlines() == expected
+
+
+@pytest.mark.parametrize("driver", ["bridge", "overlay"])
+def test_the_compose_network_is_the_one_up_makes(settings, driver, tmp_path):
+    env = Environment(dataclasses.replace(settings, network_driver=driver), select("default"), nofile_ceiling=20000)
+    network = yaml.safe_load(compose_yaml(env))["networks"][env.network]
+    assert network["driver"] == driver and network["labels"] == {"atelier.project": env.project}
+    pool = network["ipam"]["config"][0]
+    assert pool["subnet"] == f"{settings.subnet}.0.0/16" and pool["gateway"] == f"{settings.subnet}.0.1"
+    if driver == "overlay":
+        assert network["attachable"] is True and pool["ip_range"] == f"{settings.subnet}.254.0/24"
+    else:
+        assert "attachable" not in network and "ip_range" not in pool
+    if shutil.which("docker-compose"):
+        (tmp_path / "compose.yml").write_text(compose_yaml(env))
+        run = subprocess.run(["docker-compose", "-f", str(tmp_path / "compose.yml"), "config", "-q"],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr

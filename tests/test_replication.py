@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from atelier import engine
-from helpers import ROOT, inv, wait_for
+from helpers import ENGINE, ROOT, inv, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -144,7 +143,7 @@ def test_synchronous_failover_loses_nothing(environ):
 def test_a_promoted_server_stays_primary_across_restart_and_down_up(environ, tmp_path):
     pair_with_primary(environ, STANDBY)  # the container named standby is the primary
     sql(environ, STANDBY, "create table if not exists kept (n int); insert into kept values (42)")
-    engine.connect().containers.get(f"{environ['ATELIER_PROJECT']}-{STANDBY}").restart()
+    ENGINE.client.containers.get(f"{environ['ATELIER_PROJECT']}-{STANDBY}").restart()
     inv(environ, "up")
     assert serves(environ, STANDBY) == "primary"
     inv(environ, "down")

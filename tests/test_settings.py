@@ -3,8 +3,8 @@ import stat
 
 import pytest
 
-from atelier.errors import AtelierError
-from atelier.settings import load_settings
+from atelier.core.errors import AtelierError
+from atelier.core.settings import load_settings
 
 
 def load(tmp_path, dotenv="", **environ):
@@ -93,7 +93,7 @@ def test_generated_passwords_are_kept_private_and_stable(tmp_path):
 
 
 def test_locales_timezone_and_the_initdb_locale(tmp_path):
-    from atelier.settings import parse_settings
+    from atelier.core.settings import parse_settings
 
     default = parse_settings({}, tmp_path)
     assert default.locales == ("C.UTF-8", "en_US.UTF-8") and default.initdb_locale == "C.UTF-8"
@@ -112,16 +112,16 @@ def test_locales_timezone_and_the_initdb_locale(tmp_path):
     ({"ATELIER_TIMEZONE": "Asia/Seoul'"}, "is not a time zone name"),
 ])
 def test_bad_locale_or_timezone_is_one_line(env, message, tmp_path):
-    from atelier.settings import parse_settings
+    from atelier.core.settings import parse_settings
 
     with pytest.raises(AtelierError, match=message):
         parse_settings(env, tmp_path)
 
 
 def test_the_workspace_git_identity_comes_from_the_host_unless_given(tmp_path, monkeypatch):
-    from atelier import settings as settings_module
-    from atelier.model import Environment, select
-    from atelier.runtime import runtime_files
+    from atelier.core import settings as settings_module
+    from atelier.core.model import Environment, select
+    from atelier.render.runtime import runtime_files
 
     monkeypatch.setattr(settings_module, "host_git_identity", lambda: ("Host Dev", "host@example.org"))
     found = load_settings(root=tmp_path, environ={"ATELIER_STATE_DIR": str(tmp_path / "s")})

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from atelier import engine
-from atelier.model import Environment, select
-from atelier.state import known_hosts_path
-from atelier.settings import load_settings
-from helpers import ROOT, inv, project_settings, wait_for
+from atelier.engine.up import down, up, wait_ssh_entry
+from atelier.core.model import Environment, select
+from atelier.core.state import known_hosts_path
+from atelier.core.settings import load_settings
+from helpers import ENGINE, ROOT, inv, project_settings, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -39,9 +39,9 @@ def pair(values):
 def environ(tmp_path_factory):
     values = {**TEST_ENV, "ATELIER_STATE_DIR": str(tmp_path_factory.mktemp("ssh-state"))}
     inv(values, "build", "--profile", "pair")
-    engine.up(pair(values), say=print)
+    up(ENGINE, pair(values), say=print)
     yield values
-    engine.down(pair(values), remove_volumes=True, say=lambda _: None)
+    down(ENGINE, pair(values), remove_volumes=True, say=lambda _: None)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def settings(environ):
 
 @pytest.fixture
 def container(environ):
-    client = engine.connect()
+    client = ENGINE.client
     return lambda name: client.containers.get(f"{PROJECT}-{name}")
 
 
@@ -155,7 +155,7 @@ def test_haproxy_down_names_the_hop(environ, container):
         run = inv(environ, "run", "-t", "debian12-pg15-active", "--", "hostname", check=False)
     finally:
         container("haproxy").start()
-        engine.wait_ssh_entry(pair(environ), deadline=time.monotonic() + 30)
+        wait_ssh_entry(ENGINE, pair(environ), deadline=time.monotonic() + 30)
     assert run.returncode == 1
     assert run.stderr.strip() == ("atelier: cannot reach HAProxy at 127.0.0.1:19022: connection refused; "
                                   "is the environment up? (`inv status`)")

@@ -46,3 +46,26 @@ def test_one_letter_means_one_thing_in_every_task():
     found = short_flags()
     assert all(len(longs) == 1 for longs in found.values()), found
     assert found["t"] == {"target"} and found["u"] == {"user"} and found["y"] == {"yes"}
+
+
+@pytest.mark.parametrize("option", ["profile", "os", "pg"])
+def test_an_option_given_empty_is_refused_not_taken_as_absent(context, option):
+    with pytest.raises(Exit) as stopped:
+        lifecycle.up(context, **{option: ""})
+    assert stopped.value.code == 1
+    message = str(stopped.value.message)
+    assert message.startswith("atelier: ") and "\n" not in message and "valid: " in message
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    listing = subprocess.Popen([sys.executable, "-m", "invoke", "--list"], cwd=root, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    listing.stdout.close()  # what `| head` does, before the listing is written: every write fails
+    err = listing.stderr.read().decode()
+    listing.wait(timeout=30)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

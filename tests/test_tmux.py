@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from atelier import engine
-from atelier.model import Environment, select
-from atelier.settings import load_settings
-from helpers import inv, project_settings, wait_for
+from atelier.engine.up import down
+from atelier.core.model import Environment, select
+from atelier.core.settings import load_settings
+from helpers import ENGINE, inv, project_settings, wait_for
 
 pytestmark = [pytest.mark.engine,
               pytest.mark.skipif(shutil.which("tmux") is None or shutil.which("ssh") is None,
@@ -36,7 +36,7 @@ def environ(tmp_path_factory):
     inv(values, "up", "--profile", "default")
     yield values
     libtmux.Server(socket_name=TEST_ENV["ATELIER_TMUX_SOCKET"]).kill()
-    engine.down(Environment(load_settings(environ=values), select()), remove_volumes=True, say=lambda _: None)
+    down(ENGINE, Environment(load_settings(environ=values), select()), remove_volumes=True, say=lambda _: None)
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def server(environ):
 
 def windows(server) -> dict[str, list[tuple[str, str]]]:
     """window name -> [(pane id, container)], in order."""
-    from atelier.tmux import read_session
+    from atelier.tmux.session import read_session
 
     return {w.name: [(p.pane_id, p.key) for p in w.panes] for w in read_session(server, PROJECT)}
 
@@ -149,7 +149,7 @@ def test_sync_panes_sends_one_line_to_every_pane_of_the_window(environ, server):
 
 
 def test_the_ssh_config_reaches_every_container_and_refuses_a_changed_key(environ):
-    from atelier.state import known_hosts_path, recorded_keys
+    from atelier.core.state import known_hosts_path, recorded_keys
 
     settings = load_settings(environ=environ)
     config = str(settings.state_dir / "ssh_config")

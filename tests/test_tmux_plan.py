@@ -3,7 +3,7 @@ adds and moves, given the layout wanted and the session as read."""
 
 from __future__ import annotations
 
-from atelier.tmux_plan import (WINDOW_OPTIONS, Layout, PaneSpec, SeenPane, SeenWindow, container_layout,
+from atelier.tmux.plan import (WINDOW_OPTIONS, Layout, PaneSpec, SeenPane, SeenWindow, container_layout,
                                key_of, new_session, plan)
 
 

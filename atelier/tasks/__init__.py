@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from invoke import Collection
 
 from . import db, git, lifecycle, pg, remote, tmux, workspace
@@ -19,4 +22,24 @@ def namespace(root: str | None = None) -> Collection:
     for module, name in ((pg, "pg"), (db, "db"), (git, "git"), (workspace, "workspace"), (tmux, "tmux")):
         ns.add_collection(Collection.from_module(module), name)
     ns.configure({"atelier": {**CONFIG_DEFAULTS["atelier"], "root": root}})
+    quiet_broken_pipe()
     return ns
+
+
+def quiet_broken_pipe() -> None:
+    """`inv --list | head`: when the reader of our output goes away, leave
+    quietly as a Unix tool does, not with a traceback. (SIGPIPE's default
+    action would also do it, but would kill the process when an SSH or
+    engine socket breaks, where atelier says what happened.)"""
+    previous = sys.excepthook
+    if getattr(previous, "atelier", False):
+        return
+
+    def hook(kind, value, traceback):
+        if issubclass(kind, BrokenPipeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return
+        previous(kind, value, traceback)
+
+    hook.atelier = True
+    sys.excepthook = hook

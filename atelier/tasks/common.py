@@ -5,11 +5,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
+import signal
+import sys
+from pathlib import Path
 
 from invoke import Task, task
 from invoke.exceptions import Exit
 
-from ..errors import AtelierError
+from atelier.core.errors import AtelierError
+from atelier.core.model import Environment, select
+from atelier.core.settings import load_settings
+from atelier.core.state import last_selection, project_lock
+from atelier.engine.client import Engine
+from atelier.ssh.fanout import fan_out, summary_table
+from atelier.ssh.session import NO_AGENT, Session, agent_available
+from atelier.ssh.targets import LOCAL, recorded_names, resolve_targets
 
 
 def debugging() -> bool:
@@ -40,6 +51,8 @@ def atelier_task(*args, **kwargs):
                 return body(*a, **kw)
             except KeyboardInterrupt:
                 interrupted()
+            except BrokenPipeError:
+                raise  # the reader of our output left: quietly (tasks/__init__.py)
             except Exception as exc:
                 line = None if debugging() else one_line(exc)
                 if line is None:
@@ -55,10 +68,7 @@ def atelier_task(*args, **kwargs):
 
 def interrupted():
     """Leave at once: worker threads are not waited for, and leaving closes
-    every connection, which ends the commands they ran (remote.guarded)."""
-    import os
-    import sys
-
+    every connection, which ends the commands they ran (ssh/guard.py)."""
     print("atelier: interrupted", file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(130)
@@ -69,9 +79,6 @@ def uninterrupted(what: str):
     """A role change cut half-way would leave a pair with no primary, or
     two: the first Ctrl-C lets it finish (seconds) and then leaves with 130;
     a second one leaves at once."""
-    import signal
-    import sys
-
     caught = []
 
     def later(signum, frame):
@@ -114,7 +121,7 @@ def one_line(exc: Exception) -> str | None:
 # whose .env and .state/ are used; a test may put Settings of its own in
 # c.config.atelier.settings, and a task then runs with them, MockContext included.
 
-CONFIG_DEFAULTS = {"atelier": {"root": None, "settings": None}}
+CONFIG_DEFAULTS = {"atelier": {"root": None, "settings": None, "engine": None}}
 
 
 def settings_of(c):
@@ -123,52 +130,46 @@ def settings_of(c):
     if settings is None:
         settings = _load(c.config.atelier.root)
         c.config.atelier.settings = settings
-    from .. import engine_host
-
-    engine_host.use(settings.docker_host)
     return settings
 
 
 @functools.lru_cache(maxsize=None)
 def _load(root):
-    from pathlib import Path
-
-    from ..settings import load_settings
-
     return load_settings(Path(root) if root else None)
+
+
+def engine_of(c) -> Engine:
+    """The engine of this run, chosen once (DOCKER_HOST, a docker context,
+    ATELIER_DOCKER_HOST, the local socket); its client connects on first use."""
+    engine = c.config.atelier.engine
+    if engine is None:
+        engine = Engine.chosen(settings_of(c).docker_host)
+        c.config.atelier.engine = engine
+    return engine
 
 
 def remembered_environment(c, profile=None, os=None, pg=None):
     """The selection given, else the one the last `up` used, else the
-    default profile; and the options that name it (to remember after up)."""
-    from ..state import last_selection
-
-    given = {k: v for k, v in (("profile", profile), ("os", os), ("pg", pg)) if v}
+    default profile; and the options that name it (to remember after up).
+    An option given empty (`--profile ''`) is refused, not taken as absent."""
+    given = {k: v for k, v in (("profile", profile), ("os", os), ("pg", pg)) if v is not None}
     options = given or last_selection(settings_of(c).state_dir)
     return selected_environment(c, **options), options
 
 
 def selected_environment(c, profile=None, os=None, pg=None):
     """The model of the selection that --profile/--os/--pg name."""
-    from ..model import Environment, select
-
     settings = settings_of(c)
     return Environment(settings, select(profile=profile, os=os, pg=pg, user_profiles=settings.profiles))
 
 
 def locked(settings, what: str):
     """The project's lock, for a task that changes the environment."""
-    import os
-
-    from ..state import project_lock
-
     return project_lock(settings.state_dir, what, float(os.environ.get("ATELIER_LOCK_TIMEOUT", "600")))
 
 
 def confirm(question: str, yes: bool, refusal: str) -> None:
     """Go on if --yes, or if the user says yes on a terminal; else one line."""
-    import sys
-
     if yes:
         return
     if not sys.stdin.isatty():
@@ -191,23 +192,17 @@ TARGET_HELP = ("container name, glob (debian12-pg15-*, *-standby) or comma list;
 USER_HELP = "login user (default: postgres on servers, atelier on init containers)"
 
 
-def session(c, forward_agent: bool = False):
+def session(c, forward_agent: bool = False) -> Session:
     """Connections for this run (a context manager that closes them all);
     with `forward_agent`, the user's SSH agent is forwarded when one runs,
     and a line says so when none does."""
-    import sys
-
-    from ..remote import NO_AGENT, Session, agent_available
-
     if forward_agent and not agent_available():
         print(f"atelier: {NO_AGENT}", file=sys.stderr)
         forward_agent = False
-    return Session(settings_of(c), forward_agent)
+    return Session(settings_of(c), engine_of(c), forward_agent)
 
 
-def targets(current, pattern):
-    from ..remote import recorded_names, resolve_targets
-
+def targets(current: Session, pattern) -> list[str]:
     if not pattern:
         raise AtelierError("--target is required: a container name, a glob, or a comma list")
     return resolve_targets(pattern, recorded_names(current.settings))
@@ -215,10 +210,6 @@ def targets(current, pattern):
 
 def finish(outcomes) -> None:
     """Summary for many targets; exit non-zero when any failed."""
-    import sys
-
-    from ..remote import summary_table
-
     failed = [o for o in outcomes if o.exit_code != 0]
     if len(outcomes) > 1:
         print(summary_table(outcomes), file=sys.stderr)
@@ -230,8 +221,6 @@ def finish(outcomes) -> None:
 
 def on_targets(c, target, user, work) -> None:
     """Resolve --target, run the helper `work(context, **streams)` on each at once, report."""
-    from ..remote import fan_out
-
     with session(c) as current:
         names = targets(current, target)
         refuse_local_outside_container(names)
@@ -241,10 +230,24 @@ def on_targets(c, target, user, work) -> None:
 def refuse_local_outside_container(names) -> None:
     """Helpers read the container's facts (/etc/atelier); elsewhere they would
     only fail noisily, or make folders in the wrong place."""
-    from pathlib import Path
-
-    from ..remote import LOCAL
-
     if LOCAL in names and not Path("/etc/atelier/pg.env").exists():
         raise AtelierError("--target local runs a helper inside an atelier server container, and this "
                            "machine is not one (no /etc/atelier/pg.env); name a container instead")
+
+
+def servers_named_or_up(current: Session, target) -> list[str]:
+    """--target's servers, else every server whose host key is recorded (up)."""
+    if target:
+        return targets(current, target)
+    known = {s.name for s in current.matrix.servers}
+    return [n for n in recorded_names(current.settings) if n in known]
+
+
+def report_failures(outcomes, named: bool, exit: bool = True) -> None:
+    """A server named with --target that failed is an error (exit 1 when
+    `exit`); one found by default (a stopped container) is a note."""
+    failed = [o for o in outcomes if o.exit_code]
+    for o in failed:
+        print(f"atelier: {o.error}" if named else f"· skipped {o.name}: {o.error}", file=sys.stderr)
+    if failed and named and exit:
+        finish(failed)

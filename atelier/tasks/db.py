@@ -1,14 +1,26 @@
 """db.*: the clusters themselves: replication and role changes, drills that
-count what was lost, backups proven to restore, point in time recovery and
-logical replication across majors."""
+count what was lost, backups proven to restore, point in time recovery,
+logical replication across majors, tuning, health, PgBouncer and pgbench."""
 
 from __future__ import annotations
 
 import json as json_module
 import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
 
-from ..errors import AtelierError, choice_error
-from .common import atelier_task, confirm, finish, locked, session, targets, uninterrupted
+from atelier.core.errors import AtelierError, choice_error
+from atelier.core.table import format_table
+from atelier.dba import backup as dba_backup
+from atelier.dba import drill as dba_drill
+from atelier.dba import health, logical as dba_logical, pgbench, pgbouncer, pitr as dba_pitr, replication as dba
+from atelier.dba import tuning
+from atelier.dba.server import Server
+from atelier.ssh.fanout import fan_out
+
+from .common import (atelier_task, confirm, finish, locked, report_failures, servers_named_or_up, session, targets,
+                     uninterrupted)
 
 SERVER_HELP = "container name (one server)"
 
@@ -21,7 +33,7 @@ def one_target(current, target) -> str:
     names = targets(current, target)
     if len(names) != 1:
         raise AtelierError(f"--target names {len(names)} containers ({', '.join(names)}); this task takes one")
-    current.model.container(names[0])  # a server of the model, or one line
+    current.matrix.container(names[0])  # a server of the model, or one line
     return names[0]
 
 
@@ -46,33 +58,23 @@ def asker(yes: bool):
                     "json": "print JSON, one object per standby, for scripts"})
 def replication(c, target=None, json=False):
     """Each primary's standbys: state, sync state, LSNs, lag in bytes and seconds, slot and retained WAL."""
-    from ..remote import fan_out, recorded_names
-    from ..replication import REPLICATION_COLUMNS, replication_rows, replication_table_row
-    from ..table import format_table
-
     with session(c) as current:
-        servers = [n for n in recorded_names(current.settings)
-                   if n in {s.name for s in current.model.servers}]
-        names = targets(current, target) if target else servers
+        names = servers_named_or_up(current, target)
         rows: dict[str, list] = {}
 
         def work(ctx, **streams):
-            rows[ctx.host] = replication_rows(ctx, current.model, ctx.host, **streams)
+            rows[ctx.host] = dba.replication_rows(Server(current, ctx.host, ctx), **streams)
 
         outcomes = fan_out(current, names, work)
-        failed = [o for o in outcomes if o.exit_code]
         ordered = [row for n in names for row in rows.get(n, [])]
         if json:
             print(json_module.dumps(ordered, indent=2))
         elif ordered:
-            print(format_table(REPLICATION_COLUMNS, [replication_table_row(r) for r in ordered],
+            print(format_table(dba.REPLICATION_COLUMNS, [dba.replication_table_row(r) for r in ordered],
                                right=("lag", "lag s", "retained")))
         else:
             print("no primary among " + ", ".join(names))
-        for o in failed:  # named: an error; found by default (a stopped container): a note
-            print(f"atelier: {o.error}" if target else f"· skipped {o.name}: {o.error}", file=sys.stderr)
-        if failed and target:
-            finish(failed)
+        report_failures(outcomes, named=bool(target))
 
 
 # ---- changing roles ------------------------------------------------------------------------------
@@ -80,27 +82,23 @@ def replication(c, target=None, json=False):
 @atelier_task(help={"target": "the standby to promote; its primary becomes its standby"})
 def switchover(c, target=None):
     """A planned role swap that loses nothing: the primary stops cleanly, the standby replays all, swaps."""
-    from ..replication import switchover as swap
-
     with session(c) as current:
         name = one_target(current, target)
         with locked(current.settings, "db.switchover"), uninterrupted("db.switchover"):
-            pair = swap(current, name, say)
+            pair = dba.switchover(current, name, say)
     print(f"{pair.primary} is the primary; {pair.standby} streams from it")
 
 
 @atelier_task(help={"target": "the standby to promote", "yes": "do not ask before killing the primary (scripts)"})
 def failover(c, target=None, yes=False):
     """Promote a standby whether or not its primary answers, and fence the primary (kept stopped)."""
-    from ..replication import failover as promote_standby
-
     with session(c) as current:
         name = one_target(current, target)
-        old = current.model.partner(name).name
+        old = current.matrix.partner(name).name
         confirm(f"kill {old}'s server, keep it stopped, and promote {name}?", yes,
                 f"db.failover kills {old}'s server and promotes {name}; add --yes to confirm")
         with locked(current.settings, "db.failover"), uninterrupted("db.failover"):
-            pair = promote_standby(current, name, say)
+            pair = dba.failover(current, name, say)
     print(f"{pair.primary} is the primary; {pair.standby} is fenced: `inv db.rejoin -t {pair.standby}` "
           "makes it a standby")
 
@@ -110,12 +108,10 @@ def failover(c, target=None, yes=False):
                     "fresh": "copy it afresh with pg_basebackup instead of rewinding (asks first)"})
 def rejoin(c, target=None, yes=False, fresh=False):
     """Bring an old primary back as a standby of the new one: pg_rewind, or a fresh copy after asking."""
-    from ..replication import rejoin as rejoin_server
-
     with session(c) as current:
         name = one_target(current, target)
         with locked(current.settings, "db.rejoin"), uninterrupted("db.rejoin"):
-            pair = rejoin_server(current, name, say, asker(yes), fresh)
+            pair = dba.rejoin(current, name, say, asker(yes), fresh)
     print(f"{pair.standby} streams from {pair.primary}")
 
 
@@ -123,19 +119,17 @@ def rejoin(c, target=None, yes=False, fresh=False):
                     "yes": "do not ask before throwing the data away (scripts)"})
 def reseed(c, target=None, yes=False):
     """Throw away a server's data and copy it again from its partner, the primary (asks first)."""
-    from ..remote import fan_out
-    from ..replication import reseed as copy_again
-
     with session(c) as current:
         names = targets(current, target)
         for name in names:
-            current.model.partner(name)  # a server of a pair, or one line
+            current.matrix.partner(name)  # a server of a pair, or one line
         shown = ", ".join(names)
         confirm(f"delete the data of {shown} and copy it again from the primary?", yes,
                 f"db.reseed deletes the data of {shown} and copies it again from the primary; "
                 "add --yes to confirm")
         with locked(current.settings, "db.reseed"), uninterrupted("db.reseed"):
-            finish(fan_out(current, names, lambda ctx, **streams: copy_again(current, ctx.host, **streams)))
+            finish(fan_out(current, names,
+                           lambda ctx, **streams: dba.reseed(current, ctx.host, ctx, **streams)))
 
 
 @atelier_task(help={"kind": "switchover or failover",
@@ -144,18 +138,12 @@ def reseed(c, target=None, yes=False):
                     "json": "print the report as JSON"})
 def drill(c, kind, target=None, sync=False, json=False):
     """A role change with a writer running; counts committed rows against rows on the new primary."""
-    from dataclasses import asdict
-
-    from ..drill import KINDS, drill as run_drill
-    from ..errors import choice_error
-    from ..replication import replicated_pair
-
-    if kind not in KINDS:
-        raise choice_error("drill", kind, list(KINDS))
+    if kind not in dba_drill.KINDS:
+        raise choice_error("drill", kind, list(dba_drill.KINDS))
     with session(c) as current:
-        standby, primary = replicated_pair(current, targets(current, target))
+        standby, primary = dba.replicated_pair(current, targets(current, target))
         with locked(current.settings, f"db.drill {kind}"), uninterrupted(f"db.drill {kind}"):
-            report = run_drill(current, kind, standby, primary, sync, say)
+            report = dba_drill.drill(current, kind, standby, primary, sync, say)
     if json:
         print(json_module.dumps({**asdict(report), "lost_count": report.lost_count}, indent=2))
     else:
@@ -170,14 +158,12 @@ def drill(c, kind, target=None, sync=False, json=False):
                     "all": "every database of the server"})
 def backup(c, target=None, db=None, all=False):
     """pg_dump (custom format) and globals to backups/<container>/<time>/, with a manifest of table checksums."""
-    from ..backup import backup as take
-
     if db and all:
         raise AtelierError("--db and --all exclude each other")
     dbs = None if all else [d.strip() for d in (db or "experdb").split(",") if d.strip()]
     with session(c) as current:
         name = one_target(current, target)
-        folder = take(current, name, dbs, say)
+        folder = dba_backup.backup(current, name, dbs, say)
     print(folder)
 
 
@@ -187,17 +173,13 @@ def backup(c, target=None, db=None, all=False):
                     "yes": "confirm --clean without asking", "verify": "compare every table with the manifest"})
 def restore(c, path, target=None, db=None, clean=False, yes=False, verify=False):
     """Restore a db.backup into a new database; --verify proves it equals what was dumped."""
-    from pathlib import Path
-
-    from ..backup import restore as put_back
-
     folder = Path(path)
     with session(c) as current:
         name = one_target(current, target)
         if clean:
             confirm(f"drop and replace the restored database(s) on {name}?", yes,
                     f"--clean drops the database on {name} before restoring; add --yes to confirm")
-        results = put_back(current, folder, name, db, clean, verify, say)
+        results = dba_backup.restore(current, folder, name, db, clean, verify, say)
     failed = False
     for r in results:
         if not r.verified:
@@ -217,13 +199,9 @@ def restore(c, path, target=None, db=None, clean=False, yes=False, verify=False)
                     "db": "the database to compare (default: the dumped database's own name)"})
 def verify(c, path, target=None, db=None):
     """Compare a database with a backup's manifest (per-table rows and checksums); exit 1 if it differs."""
-    from pathlib import Path
-
-    from ..backup import verify as compare
-
     with session(c) as current:
         name = one_target(current, target)
-        found = compare(current, Path(path), name, db)
+        found = dba_backup.verify(current, Path(path), name, db)
     for pair, problems in found.items():
         print(f"{pair} on {name}: " + ("every table equal" if not problems else "DIFFERS from the backup:"))
         for problem in problems:
@@ -235,11 +213,9 @@ def verify(c, path, target=None, db=None):
 @atelier_task(help={"target": SERVER_HELP})
 def basebackup(c, target=None):
     """pg_basebackup with a manifest, checked by pg_verifybackup, to backups/; switches on WAL archiving."""
-    from ..backup import basebackup as take
-
     with session(c) as current:
         name = one_target(current, target)
-        folder = take(current, name, say)
+        folder = dba_pitr.basebackup(current, name, say)
     print(folder)
 
 
@@ -248,16 +224,12 @@ def basebackup(c, target=None):
                     "yes": "do not ask before replacing its data"})
 def pitr(c, backup=None, to=None, target=None, yes=False):
     """Point in time recovery: a base backup plus archived WAL, up to a time, into a standalone server."""
-    from pathlib import Path
-
-    from ..backup import pitr as recover
-
     if not backup or not to:
         raise AtelierError("db.pitr needs --backup FOLDER and --to 'TIME'")
     with session(c) as current:
         name = one_target(current, target)
         with locked(current.settings, "db.pitr"), uninterrupted("db.pitr"):
-            recover(current, Path(backup), to, name, say, asker(yes))
+            dba_pitr.pitr(current, Path(backup), to, name, say, asker(yes))
     print(f"{name} holds the backup's data recovered to {to}")
 
 
@@ -268,17 +240,13 @@ def pitr(c, backup=None, to=None, target=None, yes=False):
                     "drop": "remove the subscription, the publication and the slot", "json": "print JSON"})
 def logical(c, from_=None, to=None, db="experdb", verify=False, drop=False, json=False):
     """Logical replication from one server to another (e.g. PG 15 -> 17): schema, publication, subscription."""
-    from dataclasses import asdict
-
-    from ..logical import drop as remove
-    from ..logical import logical as replicate
-
     if not from_ or not to:
         raise AtelierError("db.logical needs --from SERVER and --to SERVER")
     with session(c) as current:
         for name in (from_, to):
             one_target(current, name)
-        report = remove(current, from_, to, db, say) if drop else replicate(current, from_, to, db, verify, say)
+        report = (dba_logical.drop(current, from_, to, db, say) if drop
+                  else dba_logical.logical(current, from_, to, db, verify, say))
     if json:
         print(json_module.dumps(asdict(report), indent=2))
     elif report.dropped:
@@ -306,9 +274,6 @@ def logical(c, from_=None, to=None, db="experdb", verify=False, drop=False, json
 def tune(c, target=None, memory=None, cpus=None, storage="ssd", workload="oltp", connections=None,
          apply=False, restart=False, reset=False, json=False):
     """Memory, WAL, parallelism and I/O settings from the machine and workload (the expert note's rules)."""
-    from .. import tuning
-    from ..table import format_table
-
     connections = None if connections is None else whole("--connections", connections)
     tuning.check_choices(storage, workload, connections)
     memory_bytes = tuning.parse_memory(memory) if memory else None
@@ -316,60 +281,47 @@ def tune(c, target=None, memory=None, cpus=None, storage="ssd", workload="oltp",
     if apply and reset:
         raise AtelierError("--apply and --reset exclude each other")
     with session(c) as current:
-        name = one_target(current, target)
-        ctx = current.context(name, "postgres")
+        server = Server(current, one_target(current, target))
         if reset:
-            record, pending = tuning.reset(ctx)
+            record, pending = tuning.reset(server)
             if not record:
-                print(f"db.tune has applied nothing on {name}")
+                print(f"db.tune has applied nothing on {server.name}")
                 return
-            print(f"{name}: put back " + ", ".join(f"{k}={'(default)' if v is None else v}" for k, v in record.items()))
-            _restart_note(ctx, name, pending, restart)
+            print(f"{server.name}: put back "
+                  + ", ".join(f"{k}={'(default)' if v is None else v}" for k, v in record.items()))
+            _restart_note(server, pending, restart)
             return
-        found_memory, found_cpus = tuning.read_machine(ctx)
-        settings = tuning.current_settings(ctx, ["max_connections"])
-        machine = tuning.Machine(memory_bytes or found_memory, cpus or found_cpus, storage, workload,
-                                 connections or int(settings["max_connections"]["value"]))
-        proposals = tuning.propose(machine, set_connections=connections is not None)
-        now = tuning.current_settings(ctx, [p.name for p in proposals])
-        changes = [p for p in proposals if tuning.differs(p, now[p.name]["value"])]
-        basis = (f"{tuning.pg_size(machine.memory - machine.memory % tuning.MB)} memory"
-                 f"{'' if memory_bytes else ' (found)'}, {machine.cpus} cpus{'' if cpus else ' (found)'}, "
-                 f"{storage}, {workload}, {machine.connections} connections")
-        rows = [{"setting": p.name, "current": now[p.name]["value"], "proposed": p.value,
-                 "change": p in changes, "restart": now[p.name]["context"] == "postmaster", "why": p.why}
-                for p in proposals]
+        proposal = tuning.plan(server, memory_bytes, cpus, storage, workload, connections)
         if json:
-            print(json_module.dumps({"server": name, "basis": basis, "settings": rows}, indent=2))
+            print(json_module.dumps(proposal.as_json(), indent=2))
         else:
-            print(f"{name}: {basis}")
+            print(f"{server.name}: {proposal.basis}")
             print(format_table(("setting", "current", "proposed", "", "why"),
                                [(r["setting"], r["current"], r["proposed"],
                                  ("*" if r["change"] else "") + (" restart" if r["change"] and r["restart"] else ""),
-                                 r["why"]) for r in rows]))
+                                 r["why"]) for r in proposal.rows]))
         if not apply:
-            if changes and not json:
-                print(f"{len(changes)} to change (*); --apply writes them with ALTER SYSTEM")
+            if proposal.changes and not json:
+                print(f"{len(proposal.changes)} to change (*); --apply writes them with ALTER SYSTEM")
             return
-        if not changes:
-            print(f"{name}: nothing to change")
+        if not proposal.changes:
+            print(f"{server.name}: nothing to change")
             return
-        pending = tuning.apply(ctx, changes)
-        print(f"{name}: applied {len(changes)} settings with ALTER SYSTEM and reloaded "
-              f"(`inv db.tune -t {name} --reset` undoes them)")
-        _restart_note(ctx, name, pending, restart)
+        pending = tuning.apply(server, proposal.changes)
+        print(f"{server.name}: applied {len(proposal.changes)} settings with ALTER SYSTEM and reloaded "
+              f"(`inv db.tune -t {server.name} --reset` undoes them)")
+        _restart_note(server, pending, restart)
 
 
-def _restart_note(ctx, name, pending, restart) -> None:
-    from .. import tuning
-
+def _restart_note(server: Server, pending, restart) -> None:
     if not pending:
         return
     if restart:
-        tuning.restart(ctx)
-        print(f"{name}: restarted for {', '.join(pending)}")
+        tuning.restart(server)
+        print(f"{server.name}: restarted for {', '.join(pending)}")
     else:
-        print(f"{name}: {', '.join(pending)} wait for a restart (--restart, or `inv pg.restart -t {name}`)")
+        print(f"{server.name}: {', '.join(pending)} wait for a restart "
+              f"(--restart, or `inv pg.restart -t {server.name}`)")
 
 
 @atelier_task(help={"target": "servers (name, glob or comma list; default: every server that is up)",
@@ -378,44 +330,34 @@ def _restart_note(ctx, name, pending, restart) -> None:
                     "long": "a query running longer than this many seconds is reported (default 300)"})
 def report(c, target=None, json=False, watch=0, long=300):
     """Health: cache hits, connections, lag, long and blocked queries, top statements, unused indexes, bloat, xid age."""
-    import time
-
-    from ..health import as_json, read_facts, report_lines, worst
-    from ..remote import fan_out, recorded_names
-    from ..table import format_table
-
     watch, long = whole("--watch", watch, 0), whole("--long", long, 0)
     with session(c) as current:
-        servers = [n for n in recorded_names(current.settings) if n in {s.name for s in current.model.servers}]
-        names = targets(current, target) if target else servers
+        names = servers_named_or_up(current, target)
         while True:
             lines: dict[str, list] = {}
 
             def work(ctx, **streams):
-                cluster, databases = read_facts(ctx, long, **streams)
-                lines[ctx.host] = report_lines(ctx.host, cluster, databases, long)
+                cluster, databases = health.read_facts(Server(current, ctx.host, ctx), long, **streams)
+                lines[ctx.host] = health.report_lines(ctx.host, cluster, databases, long)
 
             outcomes = fan_out(current, names, work)
             every = [line for n in names for line in lines.get(n, [])]
             if watch:
                 print("\x1b[H\x1b[2J", end="")
             if json:
-                print(json_module.dumps(as_json(every), indent=2))
+                print(json_module.dumps(health.as_json(every), indent=2))
             else:
                 for n in names:
                     if lines.get(n):
-                        print(f"== {n}: {worst(lines[n])}")
+                        print(f"== {n}: {health.worst(lines[n])}")
                         print(format_table(("check", "subject", "value", "level", "detail"),
                                            [(x.check, x.subject, x.value, x.level, x.detail) for x in lines[n]]))
-            failed = [o for o in outcomes if o.exit_code]
-            for o in failed:
-                print(f"atelier: {o.error}" if target else f"· skipped {o.name}: {o.error}", file=sys.stderr)
             if not watch:
                 break
+            report_failures(outcomes, named=bool(target), exit=False)
             time.sleep(watch)
-        if failed and target:
-            finish(failed)
-        if worst(every) == "crit":
+        report_failures(outcomes, named=bool(target))
+        if health.worst(every) == "crit":
             raise AtelierError("the report has crit lines")
 
 
@@ -424,10 +366,8 @@ def report(c, target=None, json=False, watch=0, long=300):
 @atelier_task
 def pool(c):
     """PgBouncer's SHOW POOLS and SHOW STATS (ATELIER_PGBOUNCER=1)."""
-    from ..pgbouncer import console
-
     with session(c) as current:
-        print(console(current.model, ["SHOW POOLS", "SHOW STATS"]), end="")
+        print(pgbouncer.console(current.engine, current.matrix, ["SHOW POOLS", "SHOW STATS"]), end="")
 
 
 @atelier_task(help={"target": SERVER_HELP, "clients": "client counts, comma-separated (default 10,50,500)",
@@ -439,55 +379,27 @@ def pool(c):
 def bench(c, target=None, clients="10,50,500", via=None, seconds=30, scale=10, script="tpcb-like",
           db="experdb", json=False):
     """pgbench at each client count, direct and through PgBouncer: CSV and a chart in bench-results/<server>/."""
-    from dataclasses import asdict
-
-    from .. import pgbench
-    from ..backup import checked_db_name, stamp
-    from ..pgbouncer import NOT_ENABLED
-    from ..table import format_table
-
     counts = pgbench.parse_clients(clients)
     seconds, scale = whole("--seconds", seconds), whole("--scale", scale)
     if script not in pgbench.SCRIPTS:
         raise choice_error("script", script, pgbench.SCRIPTS)
-    db = checked_db_name(db)
+    db = dba_backup.checked_db_name(db)
     with session(c) as current:
         vias = pgbench.parse_vias(via) if via else (
             ["direct", "pgbouncer"] if current.settings.pgbouncer else ["direct"])
-        if "pgbouncer" in vias and not current.settings.pgbouncer:
-            raise AtelierError(NOT_ENABLED)
-        name = one_target(current, target)
-        ctx = current.context(name, "postgres")
-        found = pgbench.pgbench_scale(ctx, db)
-        if found is None:
-            say(f"no pgbench tables in {db} on {name}: making them at scale {scale}")
-            size = pgbench.initialise(ctx, db, scale)
-            say(f"pgbench data: scale {scale}, {size}")
-        else:
-            say(f"pgbench data in {db}: scale {found}" + (
-                f" (kept; --scale {scale} applies when its tables are made: drop pgbench_* to remake them)"
-                if found != scale else ""))
-        runs = []
-        for way in vias:
-            for n in counts:
-                say(f"{script} {way} at {n} clients for {seconds} s")
-                run = pgbench.bench_one(ctx, name, way, db, script, n, seconds,
-                                        current.model.service_address("pgbouncer"))
-                if run.error:
-                    say(f"  {way} at {n} clients: {run.error}")
-                runs.append(run)
-        base = current.settings.bench_dir / name / stamp()
-        pgbench.write_csv(base.with_suffix(".csv"), runs)
-        pgbench.write_chart(base.with_suffix(".png"), runs, f"{name}: pgbench {script}, {seconds} s per run")
+        if "pgbouncer" in vias:
+            pgbouncer.require(current.matrix)
+        server = Server(current, one_target(current, target))
+        result = pgbench.bench(server, vias, counts, seconds, scale, script, db, current.settings.bench_dir, say)
     if json:
-        print(json_module.dumps({"csv": str(base.with_suffix(".csv")), "chart": str(base.with_suffix(".png")),
-                                 "runs": [asdict(r) for r in runs]}, indent=2))
+        print(json_module.dumps({"csv": str(result.csv), "chart": str(result.chart),
+                                 "runs": [asdict(r) for r in result.runs]}, indent=2))
         return
     print(format_table(("via", "clients", "tps", "lat avg ms", "p99 ms", "done", "failed", "server conns", "error"),
                        [(r.via, r.clients, "-" if r.tps is None else f"{r.tps:.0f}",
                          r.latency_avg_ms if r.latency_avg_ms is not None else "-",
                          r.p99_ms if r.p99_ms is not None else "-", r.transactions, r.failed,
-                         r.max_server_connections, r.error) for r in runs],
+                         r.max_server_connections, r.error) for r in result.runs],
                        right=("clients", "tps", "lat avg ms", "p99 ms", "done", "failed", "server conns")))
-    print(base.with_suffix(".csv"))
-    print(base.with_suffix(".png"))
+    print(result.csv)
+    print(result.chart)

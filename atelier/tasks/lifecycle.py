@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from .common import (SELECT_HELP, atelier_task, confirm, locked, remembered_environment, selected_environment,
-                     settings_of)
+from invoke.exceptions import Exit
+
+from atelier.core.errors import AtelierError
+from atelier.core.state import remember_selection
+from atelier.core.table import format_table
+from atelier.engine import host as engine_host
+from atelier.engine.build import build_all, ensure_base, summary_table
+from atelier.engine.status import reread_host_keys, status as engine_status
+from atelier.engine.up import down as engine_down, up as engine_up
+from atelier.render.archive import write_tree
+from atelier.render.compose import render_all
+
+from .common import (SELECT_HELP, atelier_task, confirm, engine_of, locked, remembered_environment,
+                     selected_environment, settings_of)
 
 
 @atelier_task(help={**SELECT_HELP, "out": "folder to write into (default: rendered/)"})
 def render(c, profile=None, os=None, pg=None, out="rendered"):
     """Write every Dockerfile, image file, haproxy.cfg and the compose file, for review."""
-    from ..archive import write_tree
-    from ..compose import render_all
-
     env = selected_environment(c, profile, os, pg)
     files = render_all(env)
     write_tree(files, Path(out))
@@ -23,11 +33,8 @@ def render(c, profile=None, os=None, pg=None, out="rendered"):
 @atelier_task(help={"os": SELECT_HELP["os"] + " (default: those of the default profile)"})
 def base(c, os=None):
     """Make the base image of an OS (pull, or debootstrap + docker import) unless it exists."""
-    from ..build import ensure_base
-    from ..engine import connect
-
     env = selected_environment(c, os=os)
-    client = connect()
+    client = engine_of(c).client
     with locked(env.settings, "base"):
         for os_name in (env.selection.oses if os else env.base_oses):
             ensure_base(client, env.settings, os_name)
@@ -37,16 +44,12 @@ def base(c, os=None):
                                                "(security fixes); by default unchanged images are kept"})
 def build(c, profile=None, os=None, pg=None, refresh=False):
     """Build the images of a selection (default: the last one brought up): init before pg, in parallel."""
-    from ..build import build_all, summary_table
-
     env, _ = remembered_environment(c, profile, os, pg)
     with locked(env.settings, "build"):
-        results = build_all(env, env.images, refresh=refresh)
+        results = build_all(engine_of(c), env, env.images, refresh=refresh)
     print(summary_table(results))
     failed = [r for r in results if r.outcome == "failed"]
     if failed:
-        from invoke.exceptions import Exit
-
         raise Exit(f"atelier: {len(failed)} image(s) failed: "
                    + "; ".join(f"{r.image}: {r.error}" for r in failed), code=1)
 
@@ -59,12 +62,9 @@ def up(c, profile=None, os=None, pg=None, timeout=600):
 
 def bring_up(c, profile=None, os=None, pg=None, timeout=600):
     """`inv up`: the selection given, else the last one; remembered when ready."""
-    from ..engine import up as engine_up
-    from ..state import remember_selection
-
     env, options = remembered_environment(c, profile, os, pg)
     with locked(env.settings, "up"):
-        engine_up(env, timeout=float(timeout))
+        engine_up(engine_of(c), env, timeout=float(timeout))
         remember_selection(env.settings.state_dir, options)
     return env
 
@@ -73,46 +73,36 @@ def bring_up(c, profile=None, os=None, pg=None, timeout=600):
                     "yes": "do not ask before deleting volumes"})
 def down(c, volumes=False, yes=False):
     """Remove the project's containers and network; volumes stay unless --volumes."""
-    from ..engine import down as engine_down
-
     env = selected_environment(c)
     if volumes:
         confirm(f"delete every workspace and data volume of project {env.project}?", yes,
                 f"down --volumes deletes every workspace and data volume of project {env.project}; "
                 "add --yes to confirm")
     with locked(env.settings, "down"):
-        engine_down(env, remove_volumes=volumes)
+        engine_down(engine_of(c), env, remove_volumes=volumes)
 
 
 @atelier_task
 def hostkeys(c):
     """Read every running container's SSH host key through the engine and record it."""
-    from ..engine import reread_host_keys
-
     env = selected_environment(c, "full")
     with locked(env.settings, "hostkeys"):
-        keys = reread_host_keys(env)
+        keys = reread_host_keys(engine_of(c), env)
     print(f"recorded the host keys of {len(keys)} container(s)")
 
 
 @atelier_task
 def status(c):
     """A table of the project's containers: role, OS, major, address, state, health, streaming."""
-    from ..engine import status as engine_status
-    from ..table import format_table
-
-    rows = engine_status(selected_environment(c, "full"))
+    engine = engine_of(c)
+    rows = engine_status(engine, selected_environment(c, "full"))
     if not rows:
         print("no containers; `inv up` starts the default profile")
         return
     headers = ("name", "role", "os", "major", "address", "state", "serves", "follows", "health")
     print(format_table(headers, [tuple(getattr(r, h) for h in headers) for r in rows]))
-    import sys
-
-    from .. import engine_host
-
     # A note, on stderr: stdout stays the table, for scripts that read it.
-    print(engine_host.reach_line(settings_of(c), engine_host.current()), file=sys.stderr)
+    print(engine_host.reach_line(settings_of(c), engine.host), file=sys.stderr)
 
 
 @atelier_task(help={"http": "apache2's port (reports, coverage); on unless --no-http",
@@ -120,11 +110,8 @@ def status(c):
                     "ssh": "HAProxy's SSH port (for your own ssh without the generated config)"})
 def forward(c, http=True, pgbouncer=False, ssh=False):
     """Hold this machine's 127.0.0.1 ports open to a remote engine's published ports until Ctrl-C."""
-    from .. import engine_host
-    from ..errors import AtelierError
-
     settings = settings_of(c)
-    chosen = engine_host.current()
+    chosen = engine_of(c).host
     if not chosen.is_remote:
         print(f"the engine is local ({chosen.url}): " + engine_host.reach_line(settings, chosen))
         return

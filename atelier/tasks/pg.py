@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from .common import TARGET_HELP, USER_HELP, atelier_task, on_targets, selected_environment, settings_of
+from atelier.core.errors import AtelierError, choice_error
+from atelier.engine.containers import publish_report
+from atelier.pg import build, coverage as pg_coverage, debug, identity, service
+from atelier.pg.changed_coverage import build_report, html_page, text_summary
+from atelier.pg.configure import rewrite
+from atelier.pg.workspace import fetch_folder
+
+from .common import TARGET_HELP, USER_HELP, atelier_task, engine_of, on_targets, selected_environment, settings_of
 
 TARGET_AND_USER = {"target": TARGET_HELP, "user": USER_HELP}
 
@@ -19,13 +27,10 @@ def _result_code(result) -> int:
                              "(they are kept: only ignored build output is removed)"})
 def configure(c, target=None, mode="debug", dry_run=False, force=False, user=None):
     """Configure ~/workspace/postgres like the packaged server, rewritten for a mode."""
-    from .. import in_container
-    from ..configure import rewrite
-
     rewrite([], mode)  # an unknown mode is refused before anything connects
 
     def work(ctx, **streams):
-        line = in_container.configure(ctx, mode, dry_run, force, **streams)
+        line = build.configure(ctx, mode, dry_run, force, **streams)
         if dry_run:
             (streams.get("out_stream") or sys.stdout).write(line + "\n")
 
@@ -36,18 +41,14 @@ def configure(c, target=None, mode="debug", dry_run=False, force=False, user=Non
                     "what": "make target(s) (default world; world-bin skips the docs)"})
 def make(c, target=None, jobs=0, what="world", user=None):
     """make world (or --what) in ~/workspace/postgres, with ccache."""
-    from .. import in_container
-
-    in_container.make_words(what)  # refused before anything connects
-    on_targets(c, target, user, lambda ctx, **streams: in_container.make(ctx, int(jobs), what, **streams))
+    build.make_words(what)  # refused before anything connects
+    on_targets(c, target, user, lambda ctx, **streams: build.make(ctx, int(jobs), what, **streams))
 
 
 @atelier_task(help=TARGET_AND_USER)
 def clean(c, target=None, user=None):
     """make clean in ~/workspace/postgres."""
-    from ..in_container import clean as make_clean
-
-    on_targets(c, target, user, make_clean)
+    on_targets(c, target, user, build.clean)
 
 
 @atelier_task(help={**TARGET_AND_USER, "suite": "one suite: a folder of src/test (regress, isolation, "
@@ -55,26 +56,20 @@ def clean(c, target=None, user=None):
                     "jobs": "parallel jobs"})
 def check(c, target=None, suite="", jobs=0, user=None):
     """make check-world, or one suite."""
-    from .. import in_container
-
-    on_targets(c, target, user, lambda ctx, **streams: in_container.check(ctx, suite, int(jobs), **streams))
+    on_targets(c, target, user, lambda ctx, **streams: build.check(ctx, suite, int(jobs), **streams))
 
 
 @atelier_task(help={**TARGET_AND_USER, "docs": "install-world (with docs) instead of install-world-bin"})
 def install(c, target=None, docs=False, user=None):
     """Install the build over the packaged server (its service then runs it)."""
-    from .. import in_container
-
-    on_targets(c, target, user, lambda ctx, **streams: in_container.install(ctx, docs, **streams))
+    on_targets(c, target, user, lambda ctx, **streams: build.install(ctx, docs, **streams))
 
 
 def _service_task(action):
     @atelier_task(name=action, help=TARGET_AND_USER)
     def body(c, target=None, user=None):
-        from .. import in_container
-
         on_targets(c, target, user,
-                   lambda ctx, **streams: _result_code(in_container.service(ctx, action, **streams)))
+                   lambda ctx, **streams: _result_code(service.service(ctx, action, **streams)))
 
     body.__doc__ = f"systemctl {action} of the distribution's PostgreSQL service."
     return body
@@ -89,9 +84,7 @@ status = _service_task("status")
 @atelier_task(help=TARGET_AND_USER)
 def kill(c, target=None, user=None):
     """kill -9 the postmaster (its pid from postmaster.pid)."""
-    from ..in_container import kill as kill_postmaster
-
-    on_targets(c, target, user, kill_postmaster)
+    on_targets(c, target, user, service.kill)
 
 
 @atelier_task(help={**TARGET_AND_USER, "stop": "stop the server under valgrind and start the normal service",
@@ -99,17 +92,15 @@ def kill(c, target=None, user=None):
                     "fetch": "copy the logs into this host folder ({name} = container)"})
 def valgrind(c, target=None, stop=False, trim=False, fetch="", user=None):
     """Run the server under valgrind memcheck, one log per pid in ~/workspace/valgrind."""
-    from .. import in_container
-
     def work(ctx, **streams):
         if trim:
-            in_container.valgrind_trim(ctx, **streams)
+            debug.valgrind_trim(ctx, **streams)
         elif stop:
-            in_container.valgrind_stop(ctx, **streams)
+            debug.valgrind_stop(ctx, **streams)
         elif not fetch:
-            in_container.valgrind_start(ctx, **streams)
+            debug.valgrind_start(ctx, **streams)
         if fetch:
-            in_container.fetch_folder(ctx, "workspace/valgrind", fetch, **streams)
+            fetch_folder(ctx, "workspace/valgrind", fetch, **streams)
 
     on_targets(c, target, user, work)
 
@@ -123,44 +114,34 @@ def valgrind(c, target=None, stop=False, trim=False, fetch="", user=None):
               optional=["changed"])
 def coverage(c, action, target=None, out="coverage/{name}", user=None, changed=None):
     """Coverage counters: clear, or report (copied to the host and served on ATELIER_HTTP_PORT)."""
-    from .. import in_container
-    from ..engine import publish_report
-    from ..errors import AtelierError, choice_error
-
     if action not in ("clear", "report"):
         raise choice_error("coverage action", action, ("clear", "report"))
     if changed is not None and action != "report":
         raise AtelierError("--changed goes with report")
     if changed not in (None, True):
-        in_container.changed_range(changed)  # one line before any connection
-    env = selected_environment(c)
+        pg_coverage.changed_range(changed)  # one line before any connection
+    env, engine = selected_environment(c), engine_of(c)
 
     def work(ctx, **streams):
         if action == "clear":
-            return in_container.coverage_clear(ctx, **streams)
+            return pg_coverage.clear(ctx, **streams)
         if changed is not None:
-            return _changed_report(env, ctx, changed, out, streams)
-        folder = in_container.coverage_report(ctx, **streams)
-        publish_report(env, f"coverage/{ctx.host}", in_container.fetch_folder(ctx, folder, out, **streams))
+            return _changed_report(engine, env, ctx, changed, out, streams)
+        folder = pg_coverage.report(ctx, **streams)
+        publish_report(engine, env, f"coverage/{ctx.host}", fetch_folder(ctx, folder, out, **streams))
 
     on_targets(c, target, user, work)
 
 
-def _changed_report(env, ctx, changed, out, streams) -> None:
+def _changed_report(engine, env, ctx, changed, out, streams) -> None:
     """The changed lines' coverage: a summary here, and an HTML page that
     walks through the lines that did not run, here and on apache2."""
-    from pathlib import Path
-
-    from .. import in_container
-    from ..changed_coverage import build_report, html_page, text_summary
-    from ..engine import publish_report
-
-    base, diff, lcov = in_container.coverage_changed(ctx, None if changed is True else changed, **streams)
+    base, diff, lcov = pg_coverage.changed(ctx, None if changed is True else changed, **streams)
     report = build_report(base, diff, lcov)
     folder = Path(out.replace("{name}", ctx.host) + "-changed")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "index.html").write_text(html_page(report))
-    publish_report(env, f"coverage-changed/{ctx.host}", str(folder))
+    publish_report(engine, env, f"coverage-changed/{ctx.host}", str(folder))
     stream = streams.get("out_stream") or sys.stdout
     stream.write(text_summary(report) + f"\n{folder / 'index.html'}\n")
 
@@ -168,18 +149,13 @@ def _changed_report(env, ctx, changed, out, streams) -> None:
 @atelier_task(help={**TARGET_AND_USER, "core_file": "path of the core file in the container"})
 def core(c, core_file, target=None, user=None):
     """gdb batch dump of a core file: all threads' full backtraces, registers, libraries, mappings."""
-    from .. import in_container
-
-    on_targets(c, target, user,
-               lambda ctx, **streams: _result_code(in_container.core(ctx, core_file, **streams)))
+    on_targets(c, target, user, lambda ctx, **streams: _result_code(debug.core(ctx, core_file, **streams)))
 
 
 @atelier_task(name="user", help={**TARGET_AND_USER, "who": "experdba or postgres; show prints the current one"})
 def pg_user(c, who, target=None, user=None):
     """Which identity psql uses in login shells of the container(s)."""
-    from .. import in_container
-
     password = settings_of(c).superuser_password
     chosen = None if who == "show" else who
     on_targets(c, target, user,
-               lambda ctx, **streams: _result_code(in_container.pg_user(ctx, chosen, password, **streams)))
+               lambda ctx, **streams: _result_code(identity.pg_user(ctx, chosen, password, **streams)))

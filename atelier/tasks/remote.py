@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from .common import TARGET_HELP, USER_HELP, atelier_task, finish, targets
+from atelier.core.errors import AtelierError
+from atelier.render.ssh_config import vscode_lines, write_ssh_config
+from atelier.ssh.fanout import fan_out, run_on
+from atelier.ssh.targets import LOCAL, command_after_dashes, remote_command
+
+from .common import TARGET_HELP, USER_HELP, atelier_task, engine_of, finish, selected_environment, targets
 from .common import session as open_session
+
 
 @atelier_task(help={"target": TARGET_HELP, "user": USER_HELP,
                     "cmd": "the command (or give it after --: inv run -t X -- psql -c 'select 1')",
                     "agent": "forward your SSH agent (git push with your own key; it stays on this host)"})
 def run(c, target=None, user=None, cmd=None, agent=False):
     """Run a command in one container or many at once; output prefixed by container."""
-    from ..errors import AtelierError
-    from ..remote import command_after_dashes, remote_command, run_on
-
     command = cmd or remote_command(command_after_dashes(sys.argv))
     if not command:
         raise AtelierError("no command: give it after -- (inv run -t X -- hostname) or with --cmd")
@@ -26,8 +30,6 @@ def run(c, target=None, user=None, cmd=None, agent=False):
                     "no_agent": "do not forward your SSH agent"})
 def shell(c, target=None, user=None, no_agent=False):
     """An interactive login shell in a container, your SSH agent forwarded (a pty over the same SSH path)."""
-    from ..errors import AtelierError
-
     with open_session(c, forward_agent=not no_agent) as session:
         names = targets(session, target)
         if len(names) != 1:
@@ -52,8 +54,6 @@ def put(c, local, remote="", target=None, user=None):
                              "(default: ./{name}/<file name>)"})
 def get(c, remote, local="", target=None, user=None):
     """Copy a file from one container or many to this host."""
-    import os
-
     def fetch(ctx, name):
         path = (local or os.path.join("{name}", os.path.basename(remote))).replace("{name}", name)
         if os.path.dirname(path):
@@ -64,9 +64,6 @@ def get(c, remote, local="", target=None, user=None):
 
 
 def _transfer(c, target, user, action) -> None:
-    from ..errors import AtelierError
-    from ..remote import LOCAL, fan_out
-
     with open_session(c) as session:
         names = targets(session, target)
         if LOCAL in names:
@@ -77,10 +74,7 @@ def _transfer(c, target, user, action) -> None:
 @atelier_task(name="ssh-config")
 def ssh_config(c):
     """Write .state/<project>/ssh_config (plain ssh, tmux, VS Code) and print the Include line for ~/.ssh/config."""
-    from ..ssh_config import write_ssh_config
-    from .common import selected_environment
-
-    path = write_ssh_config(selected_environment(c, "full"))
+    path = write_ssh_config(selected_environment(c, "full"), engine_of(c).host)
     print(f"wrote {path}; add this line at the top of ~/.ssh/config to use it everywhere:")
     print(f"Include {path}")
 
@@ -88,9 +82,7 @@ def ssh_config(c):
 @atelier_task(help={"target": TARGET_HELP})
 def vscode(c, target=None):
     """How to open a server's ~/workspace in VS Code over Remote-SSH (host, folder, `code` command)."""
-    from ..ssh_config import vscode_lines, write_ssh_config
-
     with open_session(c) as current:
         names = targets(current, target)
-    path = write_ssh_config(current.model)
-    print("\n".join(vscode_lines(current.model, names, path)))
+    path = write_ssh_config(current.matrix, current.engine.host)
+    print("\n".join(vscode_lines(current.matrix, names, path)))

@@ -8,12 +8,18 @@ import os
 import shlex
 import sys
 
-from .common import SELECT_HELP, atelier_task, remembered_environment, selected_environment, settings_of
+from atelier.core.errors import AtelierError
+from atelier.core.model import all_profiles, profile_named
+from atelier.core.table import format_table
+from atelier.render.ssh_config import write_ssh_config
+from atelier.tmux.plan import container_layout, services_commands
+from atelier.tmux.session import attach, attach_command, list_rows, reconcile, tmux_server
+
+from .common import SELECT_HELP, atelier_task, engine_of, remembered_environment, selected_environment, settings_of
+from .lifecycle import bring_up
 
 
 def _server(c):
-    from ..tmux import tmux_server
-
     return tmux_server(settings_of(c).tmux_socket or None)
 
 
@@ -30,21 +36,14 @@ def _status_command(c) -> str:
 
 def reconcile_session(c):
     """Make the project's session match what runs; returns (server, name, plan)."""
-    from ..engine import connect, project_containers
-    from ..ssh_config import write_ssh_config
-    from ..tmux import reconcile
-    from ..tmux_plan import container_layout, services_commands
-
-    env = selected_environment(c, "full")
+    env, engine = selected_environment(c, "full"), engine_of(c)
     server = _server(c)
-    running = {name for name, container in project_containers(connect(), env.project).items()
+    running = {name for name, container in engine.project_containers(env.project).items()
                if container.status == "running"}
-    config = str(write_ssh_config(env))
+    config = str(write_ssh_config(env, engine.host))
     servers_and_inits = [container for container in env.containers if container.systemd and container.name in running]
     services = [container.name for container in env.containers if not container.systemd and container.name in running]
     if not servers_and_inits:
-        from ..errors import AtelierError
-
         raise AtelierError(f"no container of project {env.project} is running, so a session would be empty; "
                            "`inv up` (or `inv tmux.reload --profile P`) first")
     commands = services_commands(_status_command(c), env.project, services)
@@ -53,8 +52,6 @@ def reconcile_session(c):
 
 
 def _attach_or_print(server, name, no_attach) -> None:
-    from ..tmux import attach, attach_command
-
     if no_attach or not sys.stdout.isatty():
         print(shlex.join(attach_command(server, name)))
     else:
@@ -73,8 +70,6 @@ def session(c, no_attach=False):
 @atelier_task(help={**SELECT_HELP, "no_attach": "print the attach command instead of attaching"})
 def reload(c, profile=None, os=None, pg=None, no_attach=False):
     """Bring a selection up (what inv up does), then reconcile the tmux session: the original's tmux-reload."""
-    from .lifecycle import bring_up
-
     if not (profile or os or pg) and sys.stdin.isatty():
         profile = _choose_profile(c)
     bring_up(c, profile, os, pg)
@@ -83,9 +78,6 @@ def reload(c, profile=None, os=None, pg=None, no_attach=False):
 
 def _choose_profile(c) -> str | None:
     """On a terminal: the profiles, the current one marked; Enter keeps it."""
-    from ..errors import AtelierError
-    from ..model import all_profiles, profile_named
-
     PROFILES = all_profiles(settings_of(c).profiles)
     _, current = remembered_environment(c)
     now = current.get("profile", "default" if not current else "")
@@ -104,9 +96,6 @@ def _choose_profile(c) -> str | None:
 @atelier_task(name="list")
 def list_(c):
     """Sessions, windows and panes of the tmux server: each pane's container, dead or live, and command."""
-    from ..table import format_table
-    from ..tmux import list_rows
-
     rows = list_rows(_server(c))
     if not rows:
         print("no tmux session; `inv tmux` makes the project's")

@@ -1,0 +1,211 @@
+"""The matrix atelier knows: operating systems, PostgreSQL majors, roles,
+services, and where each OS gets each major with which extensions.
+
+A leaf: it imports nothing of atelier's, so that settings, the
+model and the templates can all read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAJORS = (14, 15, 16, 17, 18)
+PG_ROLES = ("active", "standby", "standalone")
+ROLES = ("init",) + PG_ROLES
+PGBOUNCER_PORT = 6432
+SERVICE_THIRD_OCTET = 200
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service container beside the servers: its address, the port it
+    serves and the setting that publishes it on the host, its volume, and
+    the setting that turns it on when it is optional."""
+
+    name: str
+    octet: int  # its address is SUBNET.200.octet
+    port: int  # the port it serves inside the network
+    published_by: str  # the Settings field holding the host port (None: not published)
+    volume: tuple[str, str] | None = None  # (volume key, mount point)
+    enabled_by: str = ""  # the Settings field that turns it on; "" for always
+
+
+SERVICE_TABLE = (
+    Service("haproxy", 1, 22, "ssh_port"),
+    Service("apache2", 2, 80, "http_port", ("html", "/var/www/html")),
+    Service("squid", 3, 3128, "squid_port", ("cache", "/var/spool/squid")),
+    Service("pgbouncer", 4, PGBOUNCER_PORT, "pgbouncer_port", enabled_by="pgbouncer"),
+)
+SERVICE_BY_NAME = {s.name: s for s in SERVICE_TABLE}
+SERVICES = tuple(s.name for s in SERVICE_TABLE if not s.enabled_by)
+# Services that run only when a setting asks for them (ATELIER_PGBOUNCER).
+OPTIONAL_SERVICES = tuple(s.name for s in SERVICE_TABLE if s.enabled_by)
+# The OS that the service images (haproxy, squid, apache2) are built on.
+SERVICE_OS = "debian12"
+ROLE_PROMPT = {"init": "i", "active": "a", "standby": "s", "standalone": "#"}
+
+
+@dataclass(frozen=True)
+class OsInfo:
+    name: str
+    family: str  # debian | ubuntu | rocky
+    version: str
+    octet: int
+    codename: str
+    prompt: str  # short tag in the shell prompt, e.g. r08, u22, d12
+    default_base: str  # "debootstrap" or an image reference to pull
+    archive_majors: frozenset[int] = frozenset()  # majors the OS's own archive carries
+    testing: bool = False  # a Debian testing release: its Release files expire within days
+    cgroup2_only: bool = False  # its systemd (258 and later) boots on cgroup v2 only
+
+    @property
+    def package_manager(self) -> str:
+        return "dnf" if self.family == "rocky" else "apt"
+
+
+OSES = {
+    o.name: o
+    for o in (
+        OsInfo("rocky8", "rocky", "8", 8, "8", "r08", "rockylinux/rockylinux:8"),
+        OsInfo("rocky9", "rocky", "9", 9, "9", "r09", "rockylinux/rockylinux:9"),
+        OsInfo("ubuntu22", "ubuntu", "22.04", 22, "jammy", "u22", "ubuntu:22.04", frozenset({14})),
+        OsInfo("ubuntu24", "ubuntu", "24.04", 24, "noble", "u24", "ubuntu:24.04", frozenset({16})),
+        OsInfo("debian12", "debian", "12", 12, "bookworm", "d12", "debootstrap", frozenset({15})),
+        OsInfo("debian13", "debian", "13", 13, "trixie", "d13", "debootstrap", frozenset({17})),
+        # Debian testing today, pinned by its name so that it does not move on
+        # at the next release; its own archive carries PostgreSQL 18.
+        OsInfo("debian14", "debian", "14", 14, "forky", "d14", "debootstrap", frozenset({18}), testing=True,
+               cgroup2_only=True),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Extension:
+    """An extension a PostgreSQL image carries."""
+
+    name: str
+    package: str = ""  # package name pattern, {major} filled in; empty for git builds
+    preload: str = ""  # library for shared_preload_libraries, if it needs one
+    git: str = ""  # source repository for extensions no archive packages
+    create: str | None = None  # its CREATE EXTENSION name (default: name; "" for a module with none)
+
+    @property
+    def sql_name(self) -> str:
+        return self.name if self.create is None else self.create
+
+
+# What each source of packages offers. A package that is missing makes the
+# image build fail with the package manager's own error: never a silent skip.
+PGDG_APT_EXTENSIONS = (
+    Extension("pg_hint_plan", "postgresql-{major}-pg-hint-plan", "pg_hint_plan"),
+    Extension("pg_show_plans", "postgresql-{major}-show-plans", "pg_show_plans"),
+)
+PGDG_DNF_EXTENSIONS = (
+    Extension("pg_hint_plan", "pg_hint_plan_{major}", "pg_hint_plan"),
+    Extension("pg_show_plans", "pg_show_plans_{major}", "pg_show_plans"),
+)
+GIT_EXTENSIONS = (
+    Extension("pg_store_plans", git="https://github.com/ossc-db/pg_store_plans.git", preload="pg_store_plans"),
+    Extension("pgsentinel", git="https://github.com/pgsentinel/pgsentinel.git", preload="pgsentinel"),
+    Extension("pg_ensure_queryid", git="https://github.com/rjuju/pg_ensure_queryid.git", create=""),
+)
+DEBIAN_ARCHIVE_EXTENSIONS = (
+    Extension("pg_qualstats", "postgresql-{major}-pg-qualstats", "pg_qualstats"),
+    Extension("pg_stat_kcache", "postgresql-{major}-pg-stat-kcache", "pg_stat_kcache"),
+    Extension("pg_wait_sampling", "postgresql-{major}-pg-wait-sampling", "pg_wait_sampling"),
+    Extension("pldebugger", "postgresql-{major}-pldebugger", "plugin_debugger", create="pldbgapi"),
+    Extension("plpgsql_check", "postgresql-{major}-plpgsql-check"),
+    Extension("hypopg", "postgresql-{major}-hypopg"),
+)
+
+
+@dataclass(frozen=True)
+class PgBuild:
+    """Where one OS gets one PostgreSQL major, and where the server lives."""
+
+    os: OsInfo
+    major: int
+
+    @property
+    def source(self) -> str:
+        return "distro" if self.major in self.os.archive_majors else "pgdg"
+
+    @property
+    def home(self) -> str:
+        return "/var/lib/pgsql" if self.os.family == "rocky" else "/var/lib/postgresql"
+
+    @property
+    def bindir(self) -> str:
+        if self.os.family == "rocky":
+            return f"/usr/pgsql-{self.major}/bin"
+        return f"/usr/lib/postgresql/{self.major}/bin"
+
+    @property
+    def include_dir(self) -> str:
+        """libpq's headers (pg_config --includedir)."""
+        if self.os.family == "rocky":
+            return f"/usr/pgsql-{self.major}/include"
+        return "/usr/include/postgresql"
+
+    @property
+    def include_server(self) -> str:
+        """The server's headers (pg_config --includedir-server)."""
+        if self.os.family == "rocky":
+            return f"/usr/pgsql-{self.major}/include/server"
+        return f"/usr/include/postgresql/{self.major}/server"
+
+    @property
+    def data_mount(self) -> str:
+        """The volume mount that keeps the cluster (data and, on apt, config)."""
+        return f"{self.home}/{self.major}"
+
+    @property
+    def datadir(self) -> str:
+        return f"{self.data_mount}/data" if self.os.family == "rocky" else f"{self.data_mount}/main"
+
+    @property
+    def socket_dir(self) -> str:
+        """Where the packaged server and clients put the Unix socket: Debian's and
+        PGDG's packaging both patch upstream's /tmp to this."""
+        return "/var/run/postgresql"
+
+    @property
+    def confdir(self) -> str:
+        if self.os.family == "rocky":
+            return self.datadir
+        return f"/etc/postgresql/{self.major}/main"
+
+    @property
+    def service(self) -> str:
+        if self.os.family == "rocky":
+            return f"postgresql-{self.major}"
+        return f"postgresql@{self.major}-main"
+
+    @property
+    def packages(self) -> list[str]:
+        m = self.major
+        if self.os.family == "rocky":
+            base = [f"postgresql{m}-server", f"postgresql{m}-contrib", f"postgresql{m}-devel",
+                    f"postgresql{m}-plpython3", f"postgresql{m}-plperl", f"postgresql{m}-llvmjit"]
+        else:
+            base = [f"postgresql-{m}", f"postgresql-server-dev-{m}", f"postgresql-plpython3-{m}",
+                    f"postgresql-plperl-{m}", "postgresql-client"]
+        return base + [e.package.format(major=m) for e in self.extensions if e.package]
+
+    @property
+    def extensions(self) -> tuple[Extension, ...]:
+        if self.source == "distro":
+            return DEBIAN_ARCHIVE_EXTENSIONS if self.os.family == "debian" else ()
+        packaged = PGDG_DNF_EXTENSIONS if self.os.family == "rocky" else PGDG_APT_EXTENSIONS
+        return packaged + GIT_EXTENSIONS
+
+    @property
+    def sql_extensions(self) -> list[str]:
+        """What atelier-pg-roles creates in experdb, as the original's set-up
+        did: the preloaded statistics, plpython3u, and every extension the
+        image carries (one missing on an OS/major is skipped, and said)."""
+        return ["pg_stat_statements", "plpython3u"] + [e.sql_name for e in self.extensions if e.sql_name]
+
+    @property
+    def preload_libraries(self) -> list[str]:
+        return ["pg_stat_statements"] + [e.preload for e in self.extensions if e.preload]

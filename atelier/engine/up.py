@@ -1,0 +1,375 @@
+"""Bringing a selection up and down: the network, volumes and containers
+the model asks for, changed only where what runs differs (plan_up, pure),
+then waiting until every container is ready and the SSH entry answers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+from atelier.core.errors import AtelierError
+from atelier.core.model import NOFILE, PROJECT_LABEL, Container, Environment, overlay_ip_range
+from atelier.core.parallel import parallel_map
+from atelier.core.state import record_host_keys, short_lock, write_file
+from atelier.engine import host as engine_host
+from atelier.engine.containers import Probe, never_started, probe, readiness, stop_and_remove
+from atelier.render.archive import tar_bytes
+from atelier.render.runtime import runtime_files
+from atelier.render.spec import ContainerSpec, container_spec
+from atelier.render.ssh_config import write_ssh_config
+
+CONFIG_LABEL = "atelier.config"
+
+
+def cgroup_version(info: dict) -> int:
+    """From the engine's info (`client.info()`)."""
+    return int(info.get("CgroupVersion") or 1)
+
+
+def nofile_ceiling(client, env: Environment, image: str, engine_id: str) -> int:
+    """The highest nofile limit a container of this engine may have: the
+    hard limit its containers get by default (the engine's own), read once
+    per engine (its info's ID) with a throwaway container and kept in the
+    state folder."""
+    path = env.settings.state_dir / "engine.json"
+    with short_lock(env.settings.state_dir, "engine"):
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if engine_id not in known:
+            output = client.containers.run(image, ["sh", "-c", "ulimit -Hn"], entrypoint=[], remove=True,
+                                           network_mode="none", user="root")
+            word = output.decode().strip()
+            known[engine_id] = NOFILE[1] if word == "unlimited" else int(word)
+            write_file(path, json.dumps(known, indent=1) + "\n")
+    return int(known[engine_id])
+
+
+def image_ids(client, names) -> dict[str, str]:
+    """Image name -> id for the names that exist."""
+    import docker
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = client.images.get(name).id
+        except docker.errors.ImageNotFound:
+            pass
+    return out
+
+
+# ---- up ----------------------------------------------------------------------
+
+def _port_free(address: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _published_ports(container) -> set[int]:
+    bindings = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    return {int(b["HostPort"]) for items in bindings.values() for b in (items or []) if b.get("HostPort")}
+
+
+def _check_images(env: Environment, ids: dict) -> None:
+    """Everything that could make `up` fail half-way, checked before any change."""
+    missing = sorted({c.image.name for c in env.containers} - set(ids))
+    if missing:
+        raise AtelierError(
+            f"image(s) not built: {', '.join(missing)}; run `inv build {env.selection.args}` first"
+        )
+
+
+def _check_ports(specs: dict, existing: dict, remote: bool = False) -> None:
+    """Ports to publish are free here; on a remote engine's host they are
+    the engine's to check (it refuses a taken one when starting)."""
+    if remote:
+        return
+    ours = set()
+    for c in existing.values():
+        ours |= _published_ports(c)
+    for spec in specs.values():
+        for _, host_port in spec.ports:
+            if host_port not in ours and not _port_free(spec.bind, host_port):
+                raise AtelierError(
+                    f"port {host_port} on {spec.bind} is already taken (needed by {spec.hostname}); "
+                    "free it or choose another in .env (ATELIER_SSH_PORT, ATELIER_HTTP_PORT, ATELIER_SQUID_PORT)"
+                )
+
+
+def check_swarm(info: dict) -> None:
+    """An overlay network is made on a swarm manager."""
+    swarm = info.get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        state = swarm.get("LocalNodeState") or "inactive"
+        raise AtelierError(f"ATELIER_NETWORK=overlay needs the engine to be a swarm manager, and its swarm is "
+                           f"{state}{'' if state != 'active' else ' (a worker)'}: `docker swarm init` on the engine "
+                           "host, or ATELIER_NETWORK=bridge")
+
+
+def ensure_network(client, env: Environment, info: dict | None = None):
+    import docker
+
+    try:
+        network = client.networks.get(env.network)
+    except docker.errors.NotFound:
+        overlay = env.settings.network_driver == "overlay"
+        if overlay:
+            check_swarm(info if info is not None else client.info())
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+            subnet=env.settings.subnet_cidr, gateway=env.gateway,
+            iprange=overlay_ip_range(env.settings.subnet) if overlay else None)])
+        try:
+            return client.networks.create(env.network, driver=env.settings.network_driver, ipam=ipam,
+                                          attachable=overlay or None, labels={PROJECT_LABEL: env.project})
+        except docker.errors.APIError as exc:
+            raise AtelierError(
+                f"cannot create network {env.network} with subnet {env.settings.subnet_cidr}: "
+                f"{exc.explanation}; choose another ATELIER_SUBNET"
+            ) from None
+    driver = network.attrs.get("Driver")
+    if driver != env.settings.network_driver:
+        raise AtelierError(f"network {env.network} exists as {driver} but ATELIER_NETWORK gives "
+                           f"{env.settings.network_driver}; run `inv down` first or change ATELIER_NETWORK")
+    configs = (network.attrs.get("IPAM") or {}).get("Config") or []
+    subnets = {c.get("Subnet") for c in configs}
+    if env.settings.subnet_cidr not in subnets:
+        raise AtelierError(
+            f"network {env.network} exists with subnet {', '.join(sorted(filter(None, subnets)))} "
+            f"but ATELIER_SUBNET gives {env.settings.subnet_cidr}; run `inv down` first or change ATELIER_SUBNET"
+        )
+    return network
+
+
+def _create(client, env: Environment, container: Container, spec: ContainerSpec, config_hash: str):
+    import docker
+    from docker.types import EndpointConfig, Ulimit
+
+    for volume, _ in spec.volumes:
+        try:
+            client.volumes.get(volume)
+        except docker.errors.NotFound:
+            client.volumes.create(volume, labels={PROJECT_LABEL: env.project, "atelier.name": container.name})
+    mounts = {v: {"bind": m, "mode": "rw"} for v, m in spec.volumes}
+    mounts.update({h: {"bind": m, "mode": mode} for h, m, mode in spec.binds})
+    kwargs = dict(
+        name=spec.name,
+        hostname=spec.hostname,
+        domainname="atelier",
+        labels={**spec.labels, CONFIG_LABEL: config_hash},
+        detach=True,
+        network=env.network,
+        networking_config={env.network: EndpointConfig(
+            client.api._version, ipv4_address=spec.address, aliases=[container.name])},
+        extra_hosts=dict(spec.extra_hosts),
+        ports={f"{port}/tcp": (spec.bind, host) for port, host in spec.ports},
+        volumes=mounts,
+        tmpfs={path: "" for path in spec.tmpfs},
+        cap_add=list(spec.cap_add) or None,
+        privileged=spec.privileged,
+        ulimits=[Ulimit(name=n, soft=s, hard=h) for n, (s, h) in spec.ulimits.items()] or None,
+        stop_signal=spec.stop_signal or None,
+    )
+    if spec.cgroupns:
+        kwargs["cgroupns"] = spec.cgroupns
+    created = client.containers.create(spec.image, **kwargs)
+    try:
+        files = runtime_files(env, container)
+        if files:
+            created.put_archive("/", tar_bytes(files, folders=False))
+    except BaseException:
+        # Without its files (keys, secrets, haproxy.cfg) the container is not
+        # what its config label says: never leave it for the next `up`.
+        created.remove(force=True)
+        raise
+    return created
+
+
+@dataclass(frozen=True)
+class Found:
+    """What `up` needs to know of a container the engine has."""
+
+    config_hash: str | None
+    status: str
+    never_started: bool = False
+
+
+@dataclass
+class UpPlan:
+    remove: list[str]  # outside the selection (volumes stay)
+    recreate: list[str]  # what it runs changed, or its set-up may not have finished
+    create: list[str]  # in the model's order: everything recreated or missing
+    start: list[str]  # everything not running after that
+
+
+def plan_up(wanted: dict[str, str], found: dict[str, Found]) -> UpPlan:
+    """The changes that make the engine hold `wanted` (name -> config hash,
+    in the model's order), given what it holds. Pure."""
+    remove = [n for n in found if n not in wanted]
+    recreate = [n for n in found if n in wanted
+                and (found[n].config_hash != wanted[n] or found[n].never_started)]
+    create = [n for n in wanted if n not in found or n in recreate]
+    start = [n for n in wanted if n in create or found[n].status != "running"]
+    return UpPlan(remove, recreate, create, start)
+
+
+def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
+    """Make the engine match the environment, then wait until it is ready.
+    Returns a summary dict (counts and seconds) for benchmarks and tests."""
+    started = time.monotonic()
+    client = engine.client
+    info = engine.info()
+    cgroup = cgroup_version(info)
+    existing = engine.project_containers(env.project)
+    ids = image_ids(client, {c.image.name for c in env.containers})
+    _check_images(env, ids)
+    env = dataclasses.replace(env, nofile_ceiling=nofile_ceiling(client, env, env.containers[0].image.name,
+                                                                 info.get("ID", "")))
+    specs = {c.name: container_spec(env, c, cgroup) for c in env.containers}
+    _check_ports(specs, existing, remote=engine.is_remote)
+    hashes = {name: spec.config_hash(ids[spec.image]) for name, spec in specs.items()}
+    plan = plan_up(hashes, {name: Found(c.labels.get(CONFIG_LABEL), c.status, never_started(c))
+                            for name, c in existing.items()})
+    changes = plan.create or plan.start or plan.remove or plan.recreate
+    if engine.is_remote and changes and any(c.role == "init" for c in env.containers):
+        # Before anything changes; a no-op up pays no extra handshake for it
+        # (wait_ssh_entry asks the same if HAProxy does not answer).
+        engine_host.check_forwarding(engine.host.ssh)
+    ensure_network(client, env, info)
+
+    parallel_map(stop_and_remove, [existing.pop(n) for n in plan.remove + plan.recreate], workers=8)
+    if plan.remove or plan.recreate:
+        say(f"removed {len(plan.remove)} container(s) outside the selection, "
+            f"{len(plan.recreate)} to recreate (volumes kept)")
+    for container in env.containers:
+        if container.name in plan.create:
+            existing[container.name] = _create(client, env, container, specs[container.name],
+                                               hashes[container.name])
+    for name in plan.start:
+        existing[name].start()
+    if plan.create or plan.start:
+        say(f"created {len(plan.create)}, started {len(plan.start)} container(s) on network {env.network}")
+
+    # Keys of containers that were kept stay recorded; new ones are recorded
+    # as soon as they are read, so that a failed `up` can still be looked into.
+    record_host_keys(env.settings, {}, keep=set(existing) - set(plan.create))
+    write_ssh_config(env, engine.host)
+    wait_ready(engine, env, existing, say, timeout)
+    if any(c.role == "init" for c in env.containers):
+        wait_ssh_entry(engine, env, deadline=time.monotonic() + 60)
+    seconds = time.monotonic() - started
+    say(f"ready: {len(env.containers)} container(s) of {env.selection.label} in {seconds:.1f}s")
+    return {"created": len(plan.create), "started": len(plan.start),
+            "removed": len(plan.remove) + len(plan.recreate), "seconds": seconds}
+
+
+def wait_ready(engine, env: Environment, containers: dict, say=print, timeout: float = 600) -> dict[str, Probe]:
+    """Poll every container of the model until ready (`containers`: name ->
+    container object, the project's); returns each one's last probe."""
+    pending = {c.name: c for c in env.containers}
+    probes: dict[str, Probe] = {}
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    waits: dict[str, str] = {}
+    recorded: dict[str, str] = {}
+    while True:
+        names = list(pending)
+        for name, p in zip(names, parallel_map(lambda n: probe(containers[n]), names)):
+            probes[name] = p
+        fresh = {n: probes[n].get("hostkey") for n in names
+                 if probes[n].get("hostkey") not in ("-", "") and recorded.get(n) != probes[n].get("hostkey")}
+        if fresh:
+            record_host_keys(env.settings, fresh, keep=set(containers))
+            write_ssh_config(env, engine.host)
+            recorded.update(fresh)
+        for name in names:
+            ready, why = readiness(pending[name], probes[name])
+            if ready:
+                pending.pop(name)
+            elif why.startswith("FAILED"):
+                raise AtelierError(f"{env.docker_name(pending[name])}: {why}")
+            else:
+                waits[name] = why
+        if not pending:
+            return probes
+        now = time.monotonic()
+        if now > deadline:
+            raise AtelierError("not ready after %ds: %s" % (
+                timeout, "; ".join(f"{n}: {waits[n]}" for n in pending)))
+        if now - last_report > 10:
+            say("waiting: " + ", ".join(f"{n} ({waits[n]})" for n in pending))
+            last_report = now
+        time.sleep(0.3)
+
+
+def wait_ssh_entry(engine, env: Environment, deadline: float) -> None:
+    """The SSH entry answers: HAProxy on the host port hands over an sshd
+    banner (on a remote engine, through a channel from the engine host)."""
+    address, port = env.settings.entry_address
+    chosen = engine.host
+    asked = False
+    while True:
+        if _banner(chosen, address, port).startswith(b"SSH-"):
+            return
+        if chosen.is_remote and not asked:
+            engine_host.check_forwarding(chosen.ssh)  # one line if the engine host refuses the channel
+            asked = True
+        if time.monotonic() > deadline:
+            where = f" on {chosen.ssh}" if chosen.is_remote else ""
+            raise AtelierError(f"no SSH banner through HAProxy at {address}:{port}{where}")
+        time.sleep(0.3)
+
+
+def _banner(chosen, address: str, port: int) -> bytes:
+    if chosen.is_remote:
+        argv = engine_host.ssh_argv(chosen.ssh, f"-W{address}:{port}")
+        try:
+            with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL) as proc:
+                timer = threading.Timer(5, proc.kill)  # a banner that never comes ends the read
+                timer.start()
+                try:
+                    return proc.stdout.read(4)
+                finally:
+                    timer.cancel()
+                    proc.kill()
+        except OSError:
+            return b""
+    try:
+        with socket.create_connection((address, port), timeout=2) as s:
+            return s.recv(64)
+    except OSError:
+        return b""
+
+
+def down(engine, env: Environment, remove_volumes: bool = False, say=print) -> dict:
+    import docker
+
+    client = engine.client
+    containers = list(engine.project_containers(env.project).values())
+    parallel_map(stop_and_remove, containers, workers=8)
+    try:
+        client.networks.get(env.network).remove()
+    except docker.errors.NotFound:
+        pass
+    volumes = []
+    if remove_volumes:
+        volumes = client.volumes.list(filters={"label": f"{PROJECT_LABEL}={env.project}"})
+        for volume in volumes:
+            volume.remove()
+    record_host_keys(env.settings, {})  # nothing left to reach but the entry
+    write_ssh_config(env, engine.host)
+    say(f"removed {len(containers)} container(s)" + (f" and {len(volumes)} volume(s)" if remove_volumes
+                                                     else "; volumes kept"))
+    return {"containers": len(containers), "volumes": len(volumes)}

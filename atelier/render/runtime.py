@@ -1,0 +1,127 @@
+"""What atelier puts into each container before it starts: its identity,
+haproxy's and squid's configuration, and the secrets that must stay out of
+images (keys, passwords, roles). Pure: model + settings -> file contents."""
+
+from __future__ import annotations
+
+import shlex
+
+from atelier.core.matrix import PGBOUNCER_PORT
+from atelier.core.quote import pgpass_field, sql_literal
+from atelier.render.archive import File
+from atelier.core.model import Container, Environment
+from atelier.render.templates import render_template
+from atelier.core.settings import Settings
+
+
+def haproxy_cfg(env: Environment) -> str:
+    inits = [c for c in env.containers if c.role == "init"]
+    return render_template("haproxy.cfg.j2", inits=inits)
+
+
+def squid_conf(env: Environment) -> str:
+    return render_template("squid.conf.j2", settings=env.settings, gateway=env.gateway)
+
+
+POOLED_DATABASES = ("experdb", "postgres")
+
+
+def pgbouncer_files(env: Environment) -> dict[str, File]:
+    ini = render_template("pgbouncer.ini.j2", servers=env.pooled_servers, databases=POOLED_DATABASES,
+                          port=PGBOUNCER_PORT)
+    hba = render_template("pgbouncer_hba.conf.j2", subnet=env.settings.subnet_cidr)
+    password = env.settings.pgbouncer_auth_password.replace('"', '""')
+    return {"etc/pgbouncer/pgbouncer.ini": (ini.encode(), 0o644),
+            "etc/pgbouncer/pg_hba.conf": (hba.encode(), 0o644),
+            # The one password PgBouncer must hold in plain text (it logs in as
+            # pgbouncer_auth with no client to answer for it): 0600, handed to
+            # postgres at start, in the container only.
+            # postgres is listed, with no password, only so that the admin console
+            # knows it (peer on the socket); hba rejects it everywhere else.
+            "etc/pgbouncer/userlist.txt": (f'"pgbouncer_auth" "{password}"\n"postgres" ""\n'.encode(), 0o600)}
+
+
+# PgBouncer's auth_query runs in the database a client asks for, as
+# pgbouncer_auth: a function that returns one role's SCRAM secret (never the
+# postgres superuser's), which pgbouncer_auth may call and nothing more.
+PGBOUNCER_AUTH_SQL = """\
+CREATE SCHEMA IF NOT EXISTS pgbouncer;
+REVOKE ALL ON SCHEMA pgbouncer FROM PUBLIC;
+CREATE OR REPLACE FUNCTION pgbouncer.get_auth(p_usename text, OUT usename name, OUT passwd text)
+  RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+  $$ SELECT usename, passwd FROM pg_shadow WHERE usename = p_usename AND usename <> 'postgres' $$;
+REVOKE ALL ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC;
+GRANT USAGE ON SCHEMA pgbouncer TO pgbouncer_auth;
+GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO pgbouncer_auth;
+"""
+
+
+def roles_sql(settings: Settings) -> str:
+    su, rep = sql_literal(settings.superuser_password), sql_literal(settings.replication_password)
+    auth = sql_literal(settings.pgbouncer_auth_password)
+    per_db = "".join(f"\\connect {db}\n{PGBOUNCER_AUTH_SQL}" for db in POOLED_DATABASES)
+    return f"""\
+-- Written by atelier into this container (never an image): the original's roles.
+SELECT 'CREATE ROLE experdba' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'experdba') \\gexec
+ALTER ROLE experdba WITH LOGIN SUPERUSER PASSWORD {su};
+SELECT 'CREATE ROLE repluser' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'repluser') \\gexec
+ALTER ROLE repluser WITH LOGIN REPLICATION PASSWORD {rep};
+SELECT 'CREATE ROLE pgbouncer_auth' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgbouncer_auth') \\gexec
+ALTER ROLE pgbouncer_auth WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION
+  NOBYPASSRLS CONNECTION LIMIT 10 PASSWORD {auth};
+SELECT 'CREATE DATABASE experdb OWNER experdba' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'experdb') \\gexec
+{per_db}"""
+
+
+def pgpass(settings: Settings) -> str:
+    """The postgres user's ~/.pgpass in every server: repluser for streaming,
+    experdba for what one server asks of another (pg_rewind, pg_dump of a
+    partner, a subscription's connection): no password in argv or conninfo."""
+    return (f"*:*:*:repluser:{pgpass_field(settings.replication_password)}\n"
+            f"*:*:*:experdba:{pgpass_field(settings.superuser_password)}\n")
+
+
+def atelier_env(env: Environment, container: Container) -> str:
+    values = {
+        "ATELIER_PROJECT": env.project,
+        "ATELIER_NAME": container.name,
+        "ATELIER_ROLE": container.role,
+        "ATELIER_OS": container.os,
+        "ATELIER_PROMPT": container.prompt,
+        "ATELIER_SUBNET_CIDR": env.settings.subnet_cidr,
+        "ATELIER_TIMEZONE": env.settings.timezone,
+        "ATELIER_INITDB_LOCALE": env.settings.initdb_locale,
+    }
+    if container.major:
+        values["ATELIER_MAJOR"] = str(container.major)
+    if container.role == "standby":
+        values["ATELIER_ACTIVE_HOST"] = "active"
+        values["ATELIER_SLOT"] = env.replication_slot(container)
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def runtime_files(env: Environment, container: Container) -> dict[str, File]:
+    """Files atelier puts into a container before its first start: its
+    identity, and for servers the secrets that must stay out of images."""
+    files: dict[str, File] = {}
+    if container.role == "haproxy":
+        files["etc/haproxy/haproxy.cfg"] = (haproxy_cfg(env).encode(), 0o644)
+    elif container.role == "squid":
+        files["etc/squid/conf.d/atelier.conf"] = (squid_conf(env).encode(), 0o644)
+    elif container.role == "pgbouncer":
+        files.update(pgbouncer_files(env))
+    if container.systemd:
+        keys = env.settings.keys
+        files["etc/atelier/atelier.env"] = (atelier_env(env, container).encode(), 0o644)
+        files["etc/ssh/atelier_authorized_keys"] = (f"{keys.client_public}\n".encode(), 0o644)
+        files["etc/atelier/sudo-password"] = (f"{env.settings.sudo_password}\n".encode(), 0o600)
+        if container.role == "init":
+            files["etc/ssh/ssh_host_ed25519_key"] = (keys.bastion_private.encode(), 0o600)
+            files["etc/ssh/ssh_host_ed25519_key.pub"] = (f"{keys.bastion_public}\n".encode(), 0o644)
+    if container.is_server:
+        files["etc/atelier/pgpass"] = (pgpass(env.settings).encode(), 0o600)
+        name, email = env.settings.git_identity
+        files["etc/atelier/git-identity"] = (f"{name}\n{email}\n".encode(), 0o644)
+        if container.role != "standby":
+            files["etc/atelier/roles.sql"] = (roles_sql(env.settings).encode(), 0o600)
+    return files
