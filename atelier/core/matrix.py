@@ -164,6 +164,11 @@ class PgBuild:
         return f"{self.data_mount}/data" if self.os.family == "rocky" else f"{self.data_mount}/main"
 
     @property
+    def ccache_dir(self) -> str:
+        """The compiler cache's mount: a volume per OS, shared by every project."""
+        return "/var/cache/atelier/ccache"
+
+    @property
     def socket_dir(self) -> str:
         """Where the packaged server and clients put the Unix socket: Debian's and
         PGDG's packaging both patch upstream's /tmp to this."""

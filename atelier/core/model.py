@@ -17,6 +17,14 @@ from atelier.core.settings import Settings
 IMAGE_PREFIX = "atelier"
 REPLICATED_ROLES = ("active", "standby")
 PROJECT_LABEL = "atelier.project"
+CACHE_LABEL = "atelier.cache"
+
+
+def ccache_volume(os_name: str) -> str:
+    """A server's compiler cache: a volume per OS (one compiler per OS),
+    shared by every project on the engine and kept by `down --volumes`, so a
+    new project or a recreated workspace builds warm."""
+    return f"{IMAGE_PREFIX}-ccache-{os_name}"
 
 @dataclass(frozen=True)
 class Image:
@@ -57,7 +65,8 @@ class Container:
     image: Image
     address: str
     hosts: tuple[tuple[str, str], ...]  # /etc/hosts aliases (name, address)
-    volumes: tuple[tuple[str, str], ...] = ()  # (volume key, mount point)
+    volumes: tuple[tuple[str, str], ...] = ()  # (volume key, mount point): the project's own
+    caches: tuple[tuple[str, str], ...] = ()  # (volume name, mount point): shared by every project
     ports: tuple[tuple[int, int], ...] = ()  # (container port, host port)
     systemd: bool = True
 
@@ -308,6 +317,7 @@ class Environment:
                     volumes=(("data", build.data_mount),
                              ("workspace", f"{build.home}/workspace"),
                              ("vscode-server", f"{build.home}/.vscode-server")),
+                    caches=((ccache_volume(os_name), build.ccache_dir),),
                 ))
         return tuple(out)
 

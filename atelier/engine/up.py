@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from atelier.core.errors import AtelierError
-from atelier.core.model import NOFILE, PROJECT_LABEL, Container, Environment, overlay_ip_range
+from atelier.core.model import CACHE_LABEL, NOFILE, PROJECT_LABEL, Container, Environment, overlay_ip_range
 from atelier.core.parallel import parallel_map
 from atelier.core.state import record_host_keys, short_lock, write_file
 from atelier.engine import host as engine_host
@@ -156,12 +156,14 @@ def _create(client, env: Environment, container: Container, spec: ContainerSpec,
     import docker
     from docker.types import EndpointConfig, Ulimit
 
-    for volume, _ in spec.volumes:
+    wanted = [(v, {PROJECT_LABEL: env.project, "atelier.name": container.name}) for v, _ in spec.volumes]
+    wanted += [(v, {CACHE_LABEL: "ccache", "atelier.os": container.os}) for v, _ in spec.caches]
+    for volume, labels in wanted:
         try:
             client.volumes.get(volume)
         except docker.errors.NotFound:
-            client.volumes.create(volume, labels={PROJECT_LABEL: env.project, "atelier.name": container.name})
-    mounts = {v: {"bind": m, "mode": "rw"} for v, m in spec.volumes}
+            client.volumes.create(volume, labels=labels)
+    mounts = {v: {"bind": m, "mode": "rw"} for v, m in spec.volumes + spec.caches}
     mounts.update({h: {"bind": m, "mode": mode} for h, m, mode in spec.binds})
     kwargs = dict(
         name=spec.name,
@@ -353,7 +355,11 @@ def _banner(chosen, address: str, port: int) -> bytes:
         return b""
 
 
-def down(engine, env: Environment, remove_volumes: bool = False, say=print) -> dict:
+def down(engine, env: Environment, remove_volumes: bool = False, remove_caches: bool = False, say=print) -> dict:
+    """Remove the project's containers and network; with `remove_volumes`
+    its volumes too, and with `remove_caches` the compiler caches, which
+    every project on the engine shares (those another project's containers
+    use stay, and are named)."""
     import docker
 
     client = engine.client
@@ -363,13 +369,33 @@ def down(engine, env: Environment, remove_volumes: bool = False, say=print) -> d
         client.networks.get(env.network).remove()
     except docker.errors.NotFound:
         pass
-    volumes = []
+    volumes, caches, busy = [], [], []
     if remove_volumes:
         volumes = client.volumes.list(filters={"label": f"{PROJECT_LABEL}={env.project}"})
         for volume in volumes:
             volume.remove()
+    kept = client.volumes.list(filters={"label": CACHE_LABEL}) if remove_volumes else []
+    if remove_caches:
+        for volume in kept:
+            try:
+                volume.remove()
+                caches.append(volume.name)
+            except docker.errors.APIError:  # in use by another project's container
+                busy.append(volume.name)
+        kept = []
     record_host_keys(env.settings, {})  # nothing left to reach but the entry
     write_ssh_config(env, engine.host)
-    say(f"removed {len(containers)} container(s)" + (f" and {len(volumes)} volume(s)" if remove_volumes
-                                                     else "; volumes kept"))
-    return {"containers": len(containers), "volumes": len(volumes)}
+    said = f"removed {len(containers)} container(s)"
+    if remove_volumes:
+        said += f" and {len(volumes)} volume(s)"
+        if caches:
+            said += f", and the compiler cache(s) {', '.join(caches)}"
+        if kept:
+            said += (f"; the compiler cache(s) {', '.join(sorted(v.name for v in kept))} are kept for the next "
+                     "build (--cache removes them too)")
+        if busy:
+            said += f"; {', '.join(busy)} stay: another project's containers use them"
+    else:
+        said += "; volumes kept"
+    say(said)
+    return {"containers": len(containers), "volumes": len(volumes), "caches": caches}

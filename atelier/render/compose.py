@@ -4,7 +4,7 @@ for docker compose; and every file of a selection, for `inv render`."""
 from __future__ import annotations
 
 from atelier.render.archive import File
-from atelier.core.model import PROJECT_LABEL, Environment, overlay_ip_range
+from atelier.core.model import CACHE_LABEL, PROJECT_LABEL, Environment, overlay_ip_range
 from atelier.render.templates import build_context
 from atelier.render.runtime import runtime_files
 from atelier.render.spec import container_spec
@@ -27,10 +27,12 @@ def compose_document(env: Environment, cgroup_version: int = 1) -> dict:
             service["extra_hosts"] = [f"{h}:{a}" for h, a in spec.extra_hosts]
         if spec.ports:
             service["ports"] = [f"{spec.bind}:{host}:{port}" for port, host in spec.ports]
-        if spec.volumes:
-            service["volumes"] = [f"{v}:{m}" for v, m in spec.volumes]
+        if spec.volumes or spec.caches:
+            service["volumes"] = [f"{v}:{m}" for v, m in spec.volumes + spec.caches]
             for v, _ in spec.volumes:
                 volumes[v] = {"name": v, "labels": {PROJECT_LABEL: env.project}}
+            for v, _ in spec.caches:
+                volumes[v] = {"name": v, "labels": {CACHE_LABEL: "ccache", "atelier.os": c.os}}
         if spec.binds:
             service.setdefault("volumes", []).extend(f"{h}:{m}:{mode}" for h, m, mode in spec.binds)
         if spec.tmpfs:

@@ -22,7 +22,8 @@ class ContainerSpec:
     bind: str  # host address ports are published on
     ports: tuple[tuple[int, int], ...]  # (container port, host port)
     extra_hosts: tuple[tuple[str, str], ...]
-    volumes: tuple[tuple[str, str], ...]  # (volume name, mount point)
+    volumes: tuple[tuple[str, str], ...]  # (volume name, mount point): the project's own
+    caches: tuple[tuple[str, str], ...]  # (volume name, mount point): shared across projects
     binds: tuple[tuple[str, str, str], ...]  # (host path, mount point, mode)
     tmpfs: tuple[str, ...]
     cap_add: tuple[str, ...]
@@ -69,6 +70,7 @@ def container_spec(env: Environment, container: Container, cgroup_version: int) 
         ports=container.ports,
         extra_hosts=container.hosts,
         volumes=tuple((env.volume_name(container, key), mount) for key, mount in container.volumes),
+        caches=container.caches,
         binds=systemd_needs.get("binds", ()),
         tmpfs=systemd_needs.get("tmpfs", ()),
         cap_add=systemd_needs.get("cap_add", ()),

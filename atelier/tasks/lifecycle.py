@@ -70,16 +70,21 @@ def bring_up(c, profile=None, os=None, pg=None, timeout=600):
 
 
 @atelier_task(help={"volumes": "also delete workspaces and data volumes (asks first)",
+                    "cache": "with --volumes: also delete the compiler caches every project on the engine "
+                             "shares (one per OS); kept otherwise, so the next build is warm",
                     "yes": "do not ask before deleting volumes"})
-def down(c, volumes=False, yes=False):
+def down(c, volumes=False, cache=False, yes=False):
     """Remove the project's containers and network; volumes stay unless --volumes."""
     env = selected_environment(c)
+    if cache and not volumes:
+        raise AtelierError("--cache goes with --volumes: `inv down --volumes --cache` deletes the project's "
+                           "volumes and the compiler caches")
     if volumes:
-        confirm(f"delete every workspace and data volume of project {env.project}?", yes,
-                f"down --volumes deletes every workspace and data volume of project {env.project}; "
-                "add --yes to confirm")
+        what = "every workspace and data volume" + (" and the compiler caches" if cache else "")
+        confirm(f"delete {what} of project {env.project}?", yes,
+                f"down --volumes deletes {what} of project {env.project}; add --yes to confirm")
     with locked(env.settings, "down"):
-        engine_down(engine_of(c), env, remove_volumes=volumes)
+        engine_down(engine_of(c), env, remove_volumes=volumes, remove_caches=cache)
 
 
 @atelier_task

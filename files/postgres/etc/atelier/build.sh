@@ -13,8 +13,9 @@ export PATH
 # git's global configuration lives in the workspace: the user may edit it, and
 # it survives recreated containers (atelier-pg-setup makes it the first time).
 export GIT_CONFIG_GLOBAL="$PG_HOME/workspace/.gitconfig"
-# One cache per container, kept in the workspace volume so it survives down/up.
-# Root (sudo make install) keeps its own rather than leave root-owned entries here.
+# One cache per OS, in a volume every project on the engine shares (atelier
+# mounts it here), so it outlives workspaces: a new project builds warm.
+# Root (sudo make install) keeps its own rather than leave root-owned entries there.
 if [ "$(id -un)" = postgres ]; then
-    export CCACHE_DIR="$PG_HOME/workspace/.ccache"
+    export CCACHE_DIR=/var/cache/atelier/ccache
 fi
