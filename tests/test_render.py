@@ -33,8 +33,10 @@ def test_rocky_uses_dnf_and_pgdg_rpms(make_env):
     env = make_env("full")
     text = dockerfile(env.container("rocky8-pg14-active").image, env.settings)
     assert "dnf install" in text and "apt-get" not in text
-    assert "EL-8-x86_64/pgdg-redhat-repo-latest" in text
+    assert "EL-8-$(uname -m)/pgdg-redhat-repo-latest" in text  # the machine's own architecture
     assert "module disable postgresql" in text
+    nine = dockerfile(env.container("rocky9-pg17-active").image, env.settings)
+    assert "module disable postgresql" in nine  # EL 9 carries postgresql:15 and :16 streams too
     assert "postgresql14-server" in text and "pg_hint_plan_14" in text
     assert "llvm-devel clang" in text and "libicu-devel" in text
     init = dockerfile(env.container("rocky9-init").image, env.settings)

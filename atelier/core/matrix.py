@@ -81,41 +81,69 @@ OSES = {
 
 @dataclass(frozen=True)
 class Extension:
-    """An extension a PostgreSQL image carries."""
+    """An extension a PostgreSQL image carries: where it comes from, the
+    majors it is known to build on, and what a server does with it."""
 
     name: str
-    package: str = ""  # package name pattern, {major} filled in; empty for git builds
+    source: str  # archive (the OS's own), pgdg, or git
+    package: str = ""  # package name pattern, {major} filled in (archive, pgdg)
     preload: str = ""  # library for shared_preload_libraries, if it needs one
-    git: str = ""  # source repository for extensions no archive packages
+    git: str = ""  # the repository a git build clones
+    tag: str = ""  # the release the pinned commit is, for people
+    commit: str = ""  # what a git build checks out: every build of an image is the same
+    builds_on: tuple[int, ...] = MAJORS  # the majors it compiles against (git) or is packaged for
     create: str | None = None  # its CREATE EXTENSION name (default: name; "" for a module with none)
 
     @property
     def sql_name(self) -> str:
         return self.name if self.create is None else self.create
 
+    def skip_reason(self, major: int) -> str:
+        """Why this major goes without it, or "" when it builds there."""
+        if major in self.builds_on:
+            return ""
+        shown = ", ".join(map(str, self.builds_on))
+        return f"{self.name} {self.tag or self.commit[:7]} builds on PostgreSQL {shown}, not {major}"
+
 
 # What each source of packages offers. A package that is missing makes the
 # image build fail with the package manager's own error: never a silent skip.
 PGDG_APT_EXTENSIONS = (
-    Extension("pg_hint_plan", "postgresql-{major}-pg-hint-plan", "pg_hint_plan"),
-    Extension("pg_show_plans", "postgresql-{major}-show-plans", "pg_show_plans"),
+    Extension("pg_hint_plan", "pgdg", "postgresql-{major}-pg-hint-plan", "pg_hint_plan"),
+    Extension("pg_show_plans", "pgdg", "postgresql-{major}-show-plans", "pg_show_plans"),
 )
 PGDG_DNF_EXTENSIONS = (
-    Extension("pg_hint_plan", "pg_hint_plan_{major}", "pg_hint_plan"),
-    Extension("pg_show_plans", "pg_show_plans_{major}", "pg_show_plans"),
+    Extension("pg_hint_plan", "pgdg", "pg_hint_plan_{major}", "pg_hint_plan"),
+    Extension("pg_show_plans", "pgdg", "pg_show_plans_{major}", "pg_show_plans"),
 )
+# Built from git at a pinned commit. `builds_on` is what compiles: PG 15, 17
+# and 18 are compiled here against Debian's servers by tests/test_extensions.py
+# (from the snapshots in ../shared/ext-src), which fails when the list and the
+# compiler disagree; 14 and 16 follow the extensions' own release notes.
+# pg_store_plans and pg_ensure_queryid do not compile on 18 (ExplainState moved
+# to commands/explain_state.h; ExecutorRun lost its execute_once argument).
 GIT_EXTENSIONS = (
-    Extension("pg_store_plans", git="https://github.com/ossc-db/pg_store_plans.git", preload="pg_store_plans"),
-    Extension("pgsentinel", git="https://github.com/pgsentinel/pgsentinel.git", preload="pgsentinel"),
-    Extension("pg_ensure_queryid", git="https://github.com/rjuju/pg_ensure_queryid.git", create=""),
+    # No release since 1.9: the commit after it that the snapshot holds.
+    Extension("pg_store_plans", "git", git="https://github.com/ossc-db/pg_store_plans.git",
+              commit="443ff6d9ae12c1c5e2f892bdf018d19830560887", builds_on=(14, 15, 16, 17),
+              preload="pg_store_plans"),
+    Extension("pgsentinel", "git", git="https://github.com/pgsentinel/pgsentinel.git", tag="v1.4.0",
+              commit="58dd1e2717fd83a6d11625026d8a7d1657cedf2a", builds_on=(14, 15, 16, 17, 18),
+              preload="pgsentinel"),
+    # The original's own module (github.com/experdb); its _PG_init works only
+    # from shared_preload_libraries, and the original creates it in experdb.
+    Extension("pg_ensure_queryid", "git", git="https://github.com/experdb/pg_ensure_queryid.git", tag="1.0.0",
+              commit="38913b8106f9f3cc3776abc32476686bd2f7550d", builds_on=(14, 15, 16, 17),
+              preload="pg_ensure_queryid"),
 )
-DEBIAN_ARCHIVE_EXTENSIONS = (
-    Extension("pg_qualstats", "postgresql-{major}-pg-qualstats", "pg_qualstats"),
-    Extension("pg_stat_kcache", "postgresql-{major}-pg-stat-kcache", "pg_stat_kcache"),
-    Extension("pg_wait_sampling", "postgresql-{major}-pg-wait-sampling", "pg_wait_sampling"),
-    Extension("pldebugger", "postgresql-{major}-pldebugger", "plugin_debugger", create="pldbgapi"),
-    Extension("plpgsql_check", "postgresql-{major}-plpgsql-check"),
-    Extension("hypopg", "postgresql-{major}-hypopg"),
+# The OS's own archive (Debian, Ubuntu) packages these for the major it carries.
+ARCHIVE_EXTENSIONS = (
+    Extension("pg_qualstats", "archive", "postgresql-{major}-pg-qualstats", "pg_qualstats"),
+    Extension("pg_stat_kcache", "archive", "postgresql-{major}-pg-stat-kcache", "pg_stat_kcache"),
+    Extension("pg_wait_sampling", "archive", "postgresql-{major}-pg-wait-sampling", "pg_wait_sampling"),
+    Extension("pldebugger", "archive", "postgresql-{major}-pldebugger", "plugin_debugger", create="pldbgapi"),
+    Extension("plpgsql_check", "archive", "postgresql-{major}-plpgsql-check"),
+    Extension("hypopg", "archive", "postgresql-{major}-hypopg"),
 )
 
 
@@ -198,11 +226,21 @@ class PgBuild:
         return base + [e.package.format(major=m) for e in self.extensions if e.package]
 
     @property
-    def extensions(self) -> tuple[Extension, ...]:
+    def offered(self) -> tuple[Extension, ...]:
+        """Every extension this OS's source of this major offers."""
         if self.source == "distro":
-            return DEBIAN_ARCHIVE_EXTENSIONS if self.os.family == "debian" else ()
+            return ARCHIVE_EXTENSIONS
         packaged = PGDG_DNF_EXTENSIONS if self.os.family == "rocky" else PGDG_APT_EXTENSIONS
         return packaged + GIT_EXTENSIONS
+
+    @property
+    def extensions(self) -> tuple[Extension, ...]:
+        """What the image carries: what is offered and builds on this major."""
+        return tuple(e for e in self.offered if not e.skip_reason(self.major))
+
+    @property
+    def skipped_extensions(self) -> tuple[Extension, ...]:
+        return tuple(e for e in self.offered if e.skip_reason(self.major))
 
     @property
     def sql_extensions(self) -> list[str]:

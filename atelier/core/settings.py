@@ -61,6 +61,9 @@ class Settings:
     git_identity: tuple = ("", "")  # user.name, user.email for the workspace's git config
     docker_host: str = ""  # ATELIER_DOCKER_HOST: the engine when neither DOCKER_HOST nor a docker context names one
     network_driver: str = "bridge"  # or "overlay" (attachable, on a swarm manager)
+    # A folder of <extension>.tar.gz that images build git extensions from,
+    # instead of cloning (a mirror of your own, or machines with no GitHub).
+    extension_sources: Path | None = None
     keys: Keys | None = None
 
     @property
@@ -110,6 +113,16 @@ def _subnet(raw: str) -> str:
             "(atelier uses SUBNET.0.0/16)"
         )
     return ".".join(str(int(p)) for p in parts)
+
+
+def _folder(env: dict, key: str) -> Path | None:
+    raw = env.get(key) or ""
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        raise AtelierError(f"{key}={raw} is not a folder; give a folder of <extension>.tar.gz, or leave it empty")
+    return path.resolve()
 
 
 NETWORK_DRIVERS = ("bridge", "overlay")
@@ -318,4 +331,5 @@ def parse_settings(env: dict, root: Path) -> Settings:
         git_identity=(env.get("ATELIER_GIT_NAME", ""), env.get("ATELIER_GIT_EMAIL", "")),
         docker_host=env.get("ATELIER_DOCKER_HOST", ""),
         network_driver=_network_driver(env.get("ATELIER_NETWORK", "bridge")),
+        extension_sources=_folder(env, "ATELIER_EXTENSION_SOURCES"),
     )

@@ -56,13 +56,24 @@ def render_template(name: str, **context) -> str:
     return _jinja().get_template(name).render(**context)
 
 
+def local_extension_sources(image: Image, settings: Settings) -> dict[str, Path]:
+    """Extension name -> its tarball, for the git extensions of a pg image
+    that ATELIER_EXTENSION_SOURCES holds (the others are cloned)."""
+    folder = settings.extension_sources
+    if image.build is None or folder is None:
+        return {}
+    found = {e.name: folder / f"{e.name}.tar.gz" for e in image.build.extensions if e.git}
+    return {name: path for name, path in found.items() if path.is_file()}
+
+
 def dockerfile(image: Image, settings: Settings) -> str:
     os_info = OSES[image.os]
     if image.kind == "service":
         name = f"service/{image.service}.Dockerfile.j2"
     else:
         name = f"{os_info.package_manager}/{image.kind}.Dockerfile.j2"
-    return render_template(name, image=image, os=os_info, build=image.build, settings=settings)
+    return render_template(name, image=image, os=os_info, build=image.build, settings=settings,
+                           local_sources=set(local_extension_sources(image, settings)))
 
 
 def _image_files(image: Image) -> dict[str, File]:
@@ -86,4 +97,6 @@ def build_context(image: Image, settings: Settings) -> dict[str, File]:
     """Everything `docker build` needs for one image: Dockerfile and files."""
     files = {"Dockerfile": (dockerfile(image, settings).encode(), 0o644)}
     files.update(_image_files(image))
+    for name, path in local_extension_sources(image, settings).items():
+        files[f"ext-src/{name}.tar.gz"] = (path.read_bytes(), 0o644)
     return files
