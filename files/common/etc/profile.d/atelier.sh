@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # atelier login shell: the original's prompt (p@d12-p15-a) and PostgreSQL paths.
 [ -r /etc/atelier/atelier.env ] && . /etc/atelier/atelier.env
 if [ -r /etc/atelier/pg.env ]; then

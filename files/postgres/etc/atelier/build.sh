@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # How PostgreSQL builds run in this container, for atelier's helpers
 # (inv pg.make), login shells (inv shell) and `docker exec` alike. Sourced
 # after pg.env.
