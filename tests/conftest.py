@@ -25,7 +25,7 @@ def debian_environ(tmp_path_factory):
     one environment for test_db_service.py and test_replication.py, which
     runs later and leaves its pairs in whatever state its drills end in."""
     from atelier.engine.up import down
-    from helpers import ENGINE, inv, project_settings
+    from helpers import ENGINE, close_servers, inv, project_settings
 
     state = tmp_path_factory.mktemp("debian-state")
     values = {**project_settings("ateliertest-repl", "172.20", 25000), "ATELIER_STATE_DIR": str(state),
@@ -34,5 +34,6 @@ def debian_environ(tmp_path_factory):
     inv(values, "build", "--profile", "debian")
     inv(values, "up", "--profile", "debian")
     yield values
+    close_servers(values)
     down(ENGINE, Environment(load_settings(environ=values), select("debian")), remove_volumes=True,
                 say=lambda _: None)

@@ -1,14 +1,34 @@
 """Helpers the end-to-end test modules share."""
 
+from __future__ import annotations
+
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
-
+from dataclasses import dataclass
 from pathlib import Path
+
+from atelier.core.model import Environment, select
+from atelier.core.settings import load_settings
+from atelier.engine.client import Engine
+from atelier.ssh.session import Session
 
 # The checkout the tests run in: `inv` there finds its tasks.py.
 ROOT = Path(__file__).resolve().parent.parent
+
+# The engine the tests drive from this process (DOCKER_HOST, a context, or
+# the local socket), one client for the whole run.
+ENGINE = Engine.chosen()
+
+
+def default_sigint() -> None:
+    """For a child that a test interrupts: SIGINT's default action, whatever
+    the test run inherited (a background job of a script, nohup and some CI
+    runners start with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def inv(environ: dict, *args, check: bool = True, timeout: float = 900):
@@ -18,6 +38,19 @@ def inv(environ: dict, *args, check: bool = True, timeout: float = 900):
     if check and run.returncode != 0:
         raise AssertionError(f"inv {' '.join(args)} failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
     return run
+
+
+def interrupt_after(environ: dict, args, seconds: float = 2.0):
+    """Start `inv ARGS`, send it SIGINT (Ctrl-C) after `seconds`: (exit code,
+    seconds from the signal to its exit, stdout, stderr)."""
+    process = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
+                               env={**os.environ, **environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=default_sigint)
+    time.sleep(seconds)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    return process.returncode, time.monotonic() - sent, out, err
 
 
 def wait_for(predicate, timeout: float = 30.0):
@@ -49,8 +82,97 @@ def project_settings(project: str, subnet: str, port_base: int) -> dict:
     }
 
 
-# The engine the tests drive from this process (DOCKER_HOST, a context, or
-# the local socket), one client for the whole run.
-from atelier.engine.client import Engine  # noqa: E402
+# ---- reading state in process ------------------------------------------------------------
+# A test whose subject is not the command line reads what it checks through
+# one open Session: the same SSH path (HAProxy, an init, the target, real
+# sshd) as `inv run`, without a Python process and two handshakes per query.
 
-ENGINE = Engine.chosen()
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Servers:
+    """Shell and SQL in a test environment's containers, in process."""
+
+    def __init__(self, environ: dict):
+        self.environ = environ
+        self.settings = load_settings(environ=environ)
+        self.matrix = Environment(self.settings, select("full"))
+        self._session: Session | None = None
+        self._contexts: dict = {}
+
+    def _context(self, target: str, user: str):
+        key = (target, user)
+        if key not in self._contexts:
+            if self._session is None:
+                self._session = Session(self.settings, ENGINE)
+            self._contexts[key] = self._session.context(target, user)
+        return self._contexts[key]
+
+    def reset(self) -> None:
+        """Forget every connection (a container, init or HAProxy went away)."""
+        if self._session is not None:
+            self._session.close()
+        self._session, self._contexts = None, {}
+
+    def run(self, target: str, command: str, user: str | None = None, check: bool = True) -> Ran:
+        """A shell line as the login user (postgres on servers), like `inv run -t T -- 'line'`."""
+        user = user or self.matrix.container(target).login_user
+        for attempt in (1, 2):
+            try:
+                result = self._context(target, user).run(command, warn=True, hide=True, in_stream=False)
+                break
+            except Exception:
+                self.reset()
+                if attempt == 2:
+                    raise
+        ran = Ran(result.exited, result.stdout, result.stderr)
+        if check and ran.returncode != 0:
+            raise AssertionError(f"{target}: {command} failed ({ran.returncode}):\n{ran.stdout}\n{ran.stderr}")
+        return ran
+
+    def sql(self, target: str, query: str, db: str | None = None, check: bool = True) -> str:
+        """psql -XAtq as postgres on the server, the answer stripped ("" when it fails and not check)."""
+        database = f"-d {shlex.quote(db)} " if db else ""
+        ran = self.run(target, f"psql {database}-XAtqc {shlex.quote(query)}", check=check)
+        return ran.stdout.strip() if ran.returncode == 0 else ""
+
+    def serves(self, target: str) -> str:
+        """primary or standby, as the server itself says; - when it does not answer."""
+        answer = self.sql(target, "select pg_is_in_recovery()", check=False)
+        return {"t": "standby", "f": "primary"}.get(answer, "-")
+
+    def follows(self, target: str) -> str:
+        """The server a standby streams from, by its container name (- otherwise)."""
+        row = self.sql(target, "select status || ' ' || coalesce(sender_host, '-') from pg_stat_wal_receiver",
+                       check=False)
+        if not row:
+            return "-"
+        status, host = row.split()
+        upstream = self.matrix.upstream_name(target, host)
+        return upstream if status == "streaming" else f"{upstream}(not-streaming:{status})"
+
+    def close(self) -> None:
+        self.reset()
+
+
+_SERVERS: dict[tuple, Servers] = {}
+
+
+def servers_of(environ: dict) -> Servers:
+    """The Servers of a test environment, opened once per module (closed by
+    the module's environment fixture through close_servers)."""
+    key = (environ["ATELIER_PROJECT"], environ.get("ATELIER_STATE_DIR", ""))
+    if key not in _SERVERS:
+        _SERVERS[key] = Servers(environ)
+    return _SERVERS[key]
+
+
+def close_servers(environ: dict) -> None:
+    key = (environ["ATELIER_PROJECT"], environ.get("ATELIER_STATE_DIR", ""))
+    opened = _SERVERS.pop(key, None)
+    if opened is not None:
+        opened.close()

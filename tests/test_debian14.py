@@ -15,6 +15,7 @@ import json
 import pytest
 
 from helpers import inv, wait_for
+from helpers import servers_of as on
 
 pytestmark = pytest.mark.engine
 
@@ -28,13 +29,13 @@ def environ(debian_environ):
 
 
 def sql(environ, target, query, db="experdb", check=True):
-    return inv(environ, "run", "-t", target, "--", "psql", "-d", db, "-XAtqc", query, check=check).stdout.strip()
+    return on(environ).sql(target, query, db, check=check)
 
 
 def test_forky_is_pinned_by_name_and_serves_postgresql_18(environ):
-    sources = inv(environ, "run", "-t", ACTIVE, "--", "cat", "/etc/apt/sources.list").stdout
+    sources = on(environ).run(ACTIVE, "cat /etc/apt/sources.list").stdout
     assert "forky main" in sources and "forky-security main" in sources and "testing" not in sources
-    assert "VERSION_CODENAME=forky" in inv(environ, "run", "-t", ACTIVE, "--", "cat", "/etc/os-release").stdout
+    assert "VERSION_CODENAME=forky" in on(environ).run(ACTIVE, "cat /etc/os-release").stdout
     for name in (ACTIVE, STANDBY, STANDALONE):
         assert sql(environ, name, "show server_version_num").startswith("18")
     assert sql(environ, ACTIVE, "show io_method") in ("worker", "io_uring", "sync")
@@ -73,8 +74,7 @@ def test_db_report_and_tune_read_postgresql_18(environ):
 
 def test_a_debug_build_of_the_archives_postgresql_18_runs_in_the_packaged_service(environ):
     inv(environ, "workspace.get", "distro", "-t", STANDALONE)
-    assert "18." in inv(environ, "run", "-t", STANDALONE, "--",
-                        "grep -m1 PACKAGE_VERSION= ~/workspace/postgres/configure").stdout
+    assert "18." in on(environ).run(STANDALONE, "grep -m1 PACKAGE_VERSION= ~/workspace/postgres/configure").stdout
     inv(environ, "pg.configure", "-t", STANDALONE, "--mode", "debug")
     inv(environ, "pg.make", "-t", STANDALONE, *FAST, timeout=1800)
     inv(environ, "pg.install", "-t", STANDALONE)

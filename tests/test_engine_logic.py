@@ -3,6 +3,7 @@ containers `up` must make again, and the parallel primitive's interrupts."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -55,18 +56,24 @@ def test_parallel_map_keeps_order_and_raises_the_first_error():
 
 
 def test_an_interrupted_wait_returns_at_once_and_leaves_nothing_to_join():
-    pool = Pool(2)
-    started = time.monotonic()
-    futures = [pool.submit(time.sleep, 30) for _ in range(3)]
-    timer = threading.Timer(0.3, _interrupt)
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        results(futures)
-    assert time.monotonic() - started < 2
-    with pool:
-        pass  # leaving cancels what has not started
-    assert futures[2].cancelled()
-    assert all(t.daemon for t in pool._threads)
+    # Python's own handler, whatever the run inherited: with SIGINT ignored
+    # (a background job of a script) interrupt_main would do nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        pool = Pool(2)
+        started = time.monotonic()
+        futures = [pool.submit(time.sleep, 30) for _ in range(3)]
+        timer = threading.Timer(0.3, _interrupt)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            results(futures)
+        assert time.monotonic() - started < 2
+        with pool:
+            pass  # leaving cancels what has not started
+        assert futures[2].cancelled()
+        assert all(t.daemon for t in pool._threads)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _interrupt():

@@ -14,8 +14,6 @@ import pytest
 
 from helpers import ROOT, project_settings
 
-pytestmark = pytest.mark.engine
-
 PROJECT = "ateliertest-pkg"
 TEST_ENV = project_settings(PROJECT, "172.23", 22000)
 

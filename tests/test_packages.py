@@ -14,7 +14,6 @@ import pytest
 
 from atelier.core.matrix import MAJORS, OSES
 from atelier.render.templates import FILES, dockerfile
-from helpers import ROOT
 from packages import installed_packages
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ENGINE, ROOT, inv, wait_for
+from helpers import ENGINE, ROOT, default_sigint, inv, wait_for
+from helpers import servers_of as on
 
 pytestmark = pytest.mark.engine
 
@@ -32,7 +33,7 @@ def environ(debian_environ):
 
 
 def sql(environ, target, query, db="experdb", check=True):
-    return inv(environ, "run", "-t", target, "--", "psql", "-d", db, "-XAtqc", query, check=check).stdout.strip()
+    return on(environ).sql(target, query, db, check=check)
 
 
 def status_rows(environ) -> dict[str, list[str]]:
@@ -41,11 +42,13 @@ def status_rows(environ) -> dict[str, list[str]]:
 
 
 def serves(environ, name) -> str:
-    return status_rows(environ)[name][6]
+    """primary or standby, as the server says (pg_is_in_recovery); - when down."""
+    return on(environ).serves(name)
 
 
 def follows(environ, name) -> str:
-    return status_rows(environ)[name][7]
+    """Whom a standby streams from, as the server says (pg_stat_wal_receiver)."""
+    return on(environ).follows(name)
 
 
 def pair_with_primary(environ, primary: str) -> str:
@@ -156,7 +159,7 @@ def test_ctrl_c_in_a_switchover_lets_it_finish_and_leaves_one_primary(environ):
     pair_with_primary(environ, ACTIVE)
     process = subprocess.Popen([sys.executable, "-m", "invoke", "db.switchover", "-t", STANDBY], cwd=ROOT,
                                text=True, env={**os.environ, **environ}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+                               stderr=subprocess.PIPE, preexec_fn=default_sigint)
     # Interrupt once the old primary is being stopped: the half-way point.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and serves(environ, ACTIVE) == "primary":
