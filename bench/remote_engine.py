@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import BENCH_ENV, ROOT, compare
 
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "engine"))
 import engine_sshd  # noqa: E402
 
 from atelier.engine.client import Engine  # noqa: E402

@@ -134,6 +134,10 @@ class Servers:
             raise AssertionError(f"{target}: {command} failed ({ran.returncode}):\n{ran.stdout}\n{ran.stderr}")
         return ran
 
+    def put(self, target: str, local: str, remote: str, user: str | None = None) -> None:
+        """Copy a file of this host into the container (SFTP, as the login user)."""
+        self._context(target, user or self.matrix.container(target).login_user).put(local, remote)
+
     def sql(self, target: str, query: str, db: str | None = None, check: bool = True) -> str:
         """psql -XAtq as postgres on the server, the answer stripped ("" when it fails and not check)."""
         database = f"-d {shlex.quote(db)} " if db else ""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT_IMAGE = "atelier-test-client"
 CLIENT_DOCKERFILE = """FROM atelier-base:debian12
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv openssh-client \\

@@ -4,7 +4,7 @@ PostgreSQL (or a real process and a real signal), and fails without its fix.
 
 One environment for the module: the default profile (debian12, PostgreSQL 15)
 under a project, subnet and ports of its own. Run alone with
-`python3 -m pytest tests/test_faults.py`."""
+`python3 -m pytest tests/engine/test_faults.py`."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 real PostgreSQL 15 and a real PgBouncer, in the debian profile that
 test_replication.py shares (conftest.py). Each test leaves the server's
 settings as it found them.
-Run alone with `python3 -m pytest tests/test_db_service.py`."""
+Run alone with `python3 -m pytest tests/engine/debian/test_db_service.py`."""
 
 from __future__ import annotations
 

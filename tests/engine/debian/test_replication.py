@@ -2,7 +2,7 @@
 the debian profile (PostgreSQL 15 on Debian 12, 17 on Debian 13) under a
 project, subnet and ports of its own. Each test brings the PG 15 pair to the
 state it starts from, so that any one runs alone or in any order.
-Run alone with `python3 -m pytest tests/test_replication.py`."""
+Run alone with `python3 -m pytest tests/engine/debian/test_replication.py`."""
 
 from __future__ import annotations
 

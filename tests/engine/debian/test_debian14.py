@@ -6,7 +6,7 @@ archive's PostgreSQL 18 source installed over the packaged server.
 The environment is the debian profile that test_db_service.py and
 test_replication.py share (conftest.py); this module is its own so that
 what PostgreSQL 18 costs in CI (mostly one cold build) stays visible.
-Run alone with `python3 -m pytest tests/test_debian14.py`."""
+Run alone with `python3 -m pytest tests/engine/debian/test_debian14.py`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,27 @@
+"""The debian profile (PostgreSQL 15 on Debian 12, 17 on Debian 13, 18 on
+Debian 14) with the pgbouncer service, under a project, subnet and ports of
+its own: one environment for the modules of this folder, brought up for the
+first of them and removed after the last (package scope), so that it is not
+left idling beside other modules' builds. test_replication.py runs last and
+leaves its pairs in whatever state its drills end in."""
+
+import pytest
+
+from atelier.core.model import Environment, select
+from atelier.core.settings import load_settings
+from atelier.engine.up import down
+from helpers import ENGINE, close_servers, inv, project_settings
+
+
+@pytest.fixture(scope="package")
+def debian_environ(tmp_path_factory):
+    state = tmp_path_factory.mktemp("debian-state")
+    values = {**project_settings("ateliertest-repl", "172.20", 25000), "ATELIER_STATE_DIR": str(state),
+              "ATELIER_BACKUP_DIR": str(state / "backups"), "ATELIER_BENCH_DIR": str(state / "bench-results"),
+              "ATELIER_PGBOUNCER": "1", "ATELIER_PGBOUNCER_PORT": "25432"}
+    inv(values, "build", "--profile", "debian")
+    inv(values, "up", "--profile", "debian")
+    yield values
+    close_servers(values)
+    down(ENGINE, Environment(load_settings(environ=values), select("debian")), remove_volumes=True,
+         say=lambda _: None)
