@@ -49,8 +49,9 @@ def compiled(environ, extension: str, tarball: Path) -> dict[int, str]:
     servers = on(environ)
     said = {}
     for major, server in SERVERS.items():
-        remote = f"/tmp/{extension}-snapshot.tar.gz"  # the script is in sbin, not on postgres's PATH
+        remote = f"/tmp/{extension}-snapshot.tar.gz"
         servers.put(server, str(tarball), remote)
+        # By its path: postgres's PATH has no sbin.
         ran = servers.run(server, f"/usr/local/sbin/atelier-build-extension --check {extension} "
                                   f"/usr/lib/postgresql/{major}/bin/pg_config {remote}; code=$?; rm -f {remote}; "
                                   "exit $code", check=False)
