@@ -8,6 +8,7 @@ they hold nothing of the test's and make the next run fast)."""
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import socket
 import subprocess
@@ -184,18 +185,30 @@ def test_no_secret_or_private_key_in_any_image_layer(environ, settings, client):
               "atelier-debian12-pg15", "atelier-debian13-init", "atelier-debian13-pg17"]
     # One `docker save` of every image: a layer the images share (the base,
     # the init under its pg image) is read once, and the manifest says which
-    # image has which layers.
+    # image has which layers. Layers are `<id>/layer.tar` (a symlink to an
+    # equal layer written before it) or, from Docker 25 on, `blobs/sha256/<digest>`.
     saved = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
-    found: dict[str, list[str]] = {}  # layer folder -> what it holds that it must not
+    found: dict[str, list[str]] = {}  # layer -> what it holds that it must not
+    same_as: dict[str, str] = {}  # a symlinked layer -> the layer it repeats
     manifest = []
     with tarfile.open(fileobj=saved.stdout, mode="r|") as outer:
         for member in outer:
             if member.name == "manifest.json":
                 manifest = json.loads(outer.extractfile(member).read())
-            if not member.name.endswith("layer.tar"):
+            if not (member.name.endswith("layer.tar") or member.name.startswith("blobs/")):
                 continue
-            problems = found.setdefault(member.name.rsplit("/", 1)[0], [])
-            with tarfile.open(fileobj=outer.extractfile(member), mode="r|") as layer:
+            if member.issym():
+                same_as[member.name] = posixpath.normpath(posixpath.join(posixpath.dirname(member.name),
+                                                                         member.linkname))
+                continue
+            if not member.isfile():
+                continue
+            try:
+                layer = tarfile.open(fileobj=outer.extractfile(member), mode="r|*")
+            except tarfile.ReadError:  # an image's config among the blobs, not a layer
+                continue
+            problems = found.setdefault(member.name, [])
+            with layer:
                 for entry in layer:
                     if key_paths.search(entry.name):
                         problems.append(entry.name)
@@ -203,14 +216,13 @@ def test_no_secret_or_private_key_in_any_image_layer(environ, settings, client):
                         data = layer.extractfile(entry).read()
                         problems += [f"{entry.name} holds a secret" for secret in secrets if secret in data]
     assert saved.wait() == 0
-    layers_of = {tag.split(":")[0]: [layer.rsplit("/", 1)[0] for layer in item["Layers"]]
+    layers_of = {tag.split(":")[0]: [same_as.get(layer, layer) for layer in item["Layers"]]
                  for item in manifest for tag in item["RepoTags"]}
     for image in images:
         assert len(layers_of[image]) > 1, image
         for layer in layers_of[image]:
             assert layer in found, (image, layer)  # every layer was read
             assert not found[layer], f"{image}: {found[layer]}"
-
 
 # ---- bad input and faults ------------------------------------------------------------
 
