@@ -1,5 +1,6 @@
 """Shared by the benchmarks: a project of their own, and timing helpers."""
 
+import compileall
 import os
 import statistics
 import subprocess
@@ -9,6 +10,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Bytecode, as a user's machine has it (pip writes it for a wheel, Python on
+# first import for a checkout): where PYTHONDONTWRITEBYTECODE is set, as on
+# these machines, every `inv` would otherwise compile atelier's source again.
+compileall.compile_dir(ROOT / "atelier", quiet=1)
+compileall.compile_file(ROOT / "tasks.py", quiet=1)
 
 BENCH_ENV = {
     "ATELIER_PROJECT": "atelierbench",

@@ -127,3 +127,26 @@ def test_a_failed_base_import_tags_nothing(tmp_path):
     with pytest.raises(AtelierError, match="importing .* as atelier-base:broken failed: .*nothing was tagged"):
         import_folder(client, str(tmp_path / "missing"), "atelier-base:broken")
     assert not client.images.list(name="atelier-base:broken")
+
+
+def test_a_command_that_succeeds_leaves_fast_with_its_output_and_status_whole(environ):
+    """`inv` skips the interpreter's teardown after tasks that all succeeded
+    (tasks/common.leave_without_teardown): every line still arrives, the
+    status stays 0, and a failure keeps its own status and message."""
+    out = Path(environ["ATELIER_STATE_DIR"]) / "rendered"
+    rendered = inv(environ, "render", "--profile", "debian", "--out", str(out))
+    assert rendered.returncode == 0
+    written = sorted(p for p in out.rglob("*") if p.is_file())
+    assert rendered.stdout == f"wrote {len(written)} files for debian into {out}/\n"
+    assert (out / "compose.yml").is_file()
+    bad = inv(environ, "up", "--pg", "13", check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("atelier: unknown PostgreSQL major '13'")
+
+
+def test_only_the_command_itself_skips_the_teardown(monkeypatch):
+    from atelier.tasks import common
+
+    assert not common.running_as_the_command()  # pytest's own exit status must stand
+    for argv0 in ("/usr/local/bin/inv", "/opt/venv/bin/atelier", "/usr/lib/python3/site-packages/invoke/__main__.py"):
+        monkeypatch.setattr(sys, "argv", [argv0, "up"])
+        assert common.running_as_the_command()

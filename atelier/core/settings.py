@@ -9,6 +9,7 @@ that no secret needs to be written into a tracked file or an image.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 import re
@@ -58,13 +59,20 @@ class Settings:
     locales: tuple = ("C.UTF-8", "en_US.UTF-8")  # generated in images
     initdb_locale: str = "C.UTF-8"  # the locale new clusters are made with
     timezone: str = "UTC"  # of containers and of PostgreSQL
-    git_identity: tuple = ("", "")  # user.name, user.email for the workspace's git config
+    git_identity_given: tuple = ("", "")  # ATELIER_GIT_NAME, ATELIER_GIT_EMAIL
     docker_host: str = ""  # ATELIER_DOCKER_HOST: the engine when neither DOCKER_HOST nor a docker context names one
     network_driver: str = "bridge"  # or "overlay" (attachable, on a swarm manager)
     # A folder of <extension>.tar.gz that images build git extensions from,
     # instead of cloning (a mirror of your own, or machines with no GitHub).
     extension_sources: Path | None = None
     keys: Keys | None = None
+
+    @functools.cached_property
+    def git_identity(self) -> tuple[str, str]:
+        """user.name and user.email for the workspace's git config: the
+        settings', else this host's git config, asked only when a container
+        is set up (two git processes that every other command is spared)."""
+        return self.git_identity_given if any(self.git_identity_given) else host_git_identity()
 
     @property
     def subnet_cidr(self) -> str:
@@ -263,7 +271,6 @@ def load_settings(root: Path | None = None, environ: dict | None = None) -> Sett
     passwords = ensure_secrets(settings.state_dir, given, tuple(SECRET_FIELDS))
     return dataclasses.replace(
         settings, **{field: _checked_secret(k, passwords[k]) for k, field in SECRET_FIELDS.items()},
-        git_identity=settings.git_identity if any(settings.git_identity) else host_git_identity(),
         keys=ensure_keys(settings.state_dir, settings.project))
 
 
@@ -328,7 +335,7 @@ def parse_settings(env: dict, root: Path) -> Settings:
         locales=locales,
         initdb_locale=parse_initdb_locale(env, locales),
         timezone=parse_timezone(env),
-        git_identity=(env.get("ATELIER_GIT_NAME", ""), env.get("ATELIER_GIT_EMAIL", "")),
+        git_identity_given=(env.get("ATELIER_GIT_NAME", ""), env.get("ATELIER_GIT_EMAIL", "")),
         docker_host=env.get("ATELIER_DOCKER_HOST", ""),
         network_driver=_network_driver(env.get("ATELIER_NETWORK", "bridge")),
         extension_sources=_folder(env, "ATELIER_EXTENSION_SOURCES"),
