@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from atelier.core.model import Environment, select
 from atelier.core.settings import load_settings
@@ -180,3 +183,21 @@ def close_servers(environ: dict) -> None:
     opened = _SERVERS.pop(key, None)
     if opened is not None:
         opened.close()
+
+
+def pgbouncer_psql(environ, user, password, query, db="debian12-pg15-active.experdb"):
+    """psql through PgBouncer's port on 127.0.0.1, the path an application takes."""
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.fail("psql is not installed on this host (.ci/setup installs postgresql-client)")
+    return subprocess.run([psql, "-X", "-At", "-h", "127.0.0.1", "-p", environ["ATELIER_PGBOUNCER_PORT"], "-U", user,
+                           "-d", db, "-c", query], env={**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"},
+                          capture_output=True, text=True, timeout=30)
+
+
+def secret(environ, key):
+    """A password atelier generated into the project's state folder."""
+    for line in (Path(environ["ATELIER_STATE_DIR"]) / "secrets.env").read_text().splitlines():
+        if line.startswith(key + "="):
+            return line.split("=", 1)[1].strip("'")
+    raise AssertionError(f"{key} not in the state folder")

@@ -13,7 +13,7 @@ from atelier.core.matrix import MAJORS, OSES
 from atelier.render.archive import tar_bytes, write_tree
 from atelier.render.compose import compose_yaml, render_all
 from atelier.render.templates import build_context, dockerfile
-from atelier.render.runtime import haproxy_cfg, pgpass, roles_sql, runtime_files, squid_conf
+from atelier.render.runtime import haproxy_cfg, pgbouncer_files, pgpass, roles_sql, runtime_files, squid_conf
 from atelier.render.spec import container_spec
 
 
@@ -105,6 +105,35 @@ def test_haproxy_round_robins_over_the_selected_inits(make_env):
     assert "server debian12-init 172.30.12.1:22 check" in cfg
     assert "server rocky8-init 172.30.8.1:22 check" in cfg
     assert "ubuntu22-init" not in cfg
+
+
+def test_haproxy_routes_each_pair_by_what_its_members_say_they_are(make_env):
+    env = make_env(os="debian12,debian13", pg="15")
+    cfg = haproxy_cfg(env)
+    pairs = {p.name: p for p in env.pairs}
+    assert set(pairs) == {"debian12-pg15", "debian13-pg15"}
+    rw, ro = cfg.split("listen debian12-pg15-rw")[1].split("listen debian12-pg15-ro")
+    ro = ro.split("listen ")[0]
+    assert f"bind :{pairs['debian12-pg15'].rw_port}\n" in rw and "option httpchk GET /primary" in rw
+    assert f"bind :{pairs['debian12-pg15'].ro_port}\n" in ro and "option httpchk GET /replica" in ro
+    assert "balance first" in rw and "balance first" not in ro
+    for part in (rw, ro):
+        assert "on-marked-down shutdown-sessions" in part
+        assert "server debian12-pg15-active 172.30.12.15:5432 check port 8008" in part
+        assert "server debian12-pg15-standby 172.30.12.45:5432 check port 8008" in part
+    assert pairs["debian12-pg15"].rw_port != pairs["debian13-pg15"].rw_port
+    # No pair without both roles: a develop profile routes nothing.
+    assert make_env(profile="develop").pairs == []
+
+
+def test_pgbouncer_names_each_pair_and_reaches_it_through_haproxy(settings):
+    env = Environment(dataclasses.replace(settings, pgbouncer=True), select(), nofile_ceiling=20000)
+    ini = pgbouncer_files(env)["etc/pgbouncer/pgbouncer.ini"][0].decode()
+    pair = env.pairs[0]
+    assert (f"debian12-pg15.experdb = host={env.service_address('haproxy')} port={pair.rw_port} dbname=experdb"
+            in ini)
+    # The container names stay, for whoever means that container.
+    assert "debian12-pg15-active.experdb = host=172.30.12.15 port=5432 dbname=experdb" in ini
 
 
 def test_ports_are_published_on_the_bind_address(make_env):

@@ -20,6 +20,11 @@ PROJECT_LABEL = "atelier.project"
 CACHE_LABEL = "atelier.cache"
 
 
+# Patroni's REST API port, and the port of the role check that answers the
+# same questions (GET /primary, /replica) on a server Patroni does not manage.
+ROLE_CHECK_PORT = 8008
+
+
 def ccache_volume(os_name: str) -> str:
     """A server's compiler cache: a volume per OS (one compiler per OS),
     shared by every project on the engine and kept by `down --volumes`, so a
@@ -91,6 +96,26 @@ class Container:
     def prompt(self) -> str:
         major = f"p{self.major}" if self.major else "init"
         return f"{OSES[self.os].prompt}-{major}-{ROLE_PROMPT.get(self.role, '?')}"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An active/standby pair of one OS and major, as clients reach it:
+    HAProxy's read-write port goes to whichever member is the primary now,
+    its read-only port to the members that are in recovery, each as their
+    role checks say (not as the container names say: roles change)."""
+
+    name: str  # debian12-pg15
+    members: tuple[Container, Container]  # the active, then the standby
+    rw_port: int
+    ro_port: int
+
+
+def pair_ports(os_name: str, major: int) -> tuple[int, int]:
+    """HAProxy's read-write and read-only ports of a pair, from the matrix:
+    16215 and 26215 for debian12/PG 15 (1 or 2, the OS's octet, the major)."""
+    base = OSES[os_name].octet * 100 + major
+    return 15000 + base, 25000 + base
 
 
 @dataclass(frozen=True)
@@ -331,6 +356,19 @@ class Environment:
     def pooled_servers(self) -> list[Container]:
         """The servers PgBouncer pools in front of: the primaries by role."""
         return [c for c in self.servers if c.role in ("active", "standalone")]
+
+    @property
+    def pairs(self) -> list[Pair]:
+        """Every active/standby pair the environment runs, in the model's order."""
+        out = []
+        if all(role in self.selection.roles for role in REPLICATED_ROLES):
+            for os_name, major in self.selection.groups:
+                members = tuple(self.container(self.server_name(os_name, major, r)) for r in REPLICATED_ROLES)
+                out.append(Pair(self.pair_name(os_name, major), members, *pair_ports(os_name, major)))
+        return out
+
+    def pair_name(self, os_name: str, major: int) -> str:
+        return f"{os_name}-pg{major}"
 
     def container(self, name: str) -> Container:
         for c in self.containers:

@@ -9,14 +9,14 @@ import shlex
 from atelier.core.matrix import PGBOUNCER_PORT
 from atelier.core.quote import pgpass_field, sql_literal
 from atelier.render.archive import File
-from atelier.core.model import Container, Environment
+from atelier.core.model import ROLE_CHECK_PORT, Container, Environment
 from atelier.render.templates import render_template
 from atelier.core.settings import Settings
 
 
 def haproxy_cfg(env: Environment) -> str:
     inits = [c for c in env.containers if c.role == "init"]
-    return render_template("haproxy.cfg.j2", inits=inits)
+    return render_template("haproxy.cfg.j2", inits=inits, pairs=env.pairs, role_check_port=ROLE_CHECK_PORT)
 
 
 def squid_conf(env: Environment) -> str:
@@ -28,7 +28,7 @@ POOLED_DATABASES = ("experdb", "postgres")
 
 def pgbouncer_files(env: Environment) -> dict[str, File]:
     ini = render_template("pgbouncer.ini.j2", servers=env.pooled_servers, databases=POOLED_DATABASES,
-                          port=PGBOUNCER_PORT)
+                          port=PGBOUNCER_PORT, pairs=env.pairs, haproxy=env.service_address("haproxy"))
     hba = render_template("pgbouncer_hba.conf.j2", subnet=env.settings.subnet_cidr)
     password = env.settings.pgbouncer_auth_password.replace('"', '""')
     return {"etc/pgbouncer/pgbouncer.ini": (ini.encode(), 0o644),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, inv, wait_for
+from helpers import ROOT, inv, pgbouncer_psql, secret, wait_for
 from helpers import servers_of as on
 
 pytestmark = pytest.mark.engine
@@ -125,22 +124,6 @@ def test_report_names_blocker_blocked_long_queries_and_unused_indexes(environ):
     assert run.returncode == (1 if any(line["level"] == "crit" for line in lines) else 0)
     quiet = inv(environ, "db.report", "-t", ACTIVE, check=False)
     assert "long query" in quiet.stdout and "over 300 s" in quiet.stdout
-
-
-def pgbouncer_psql(environ, user, password, query, db=f"{ACTIVE}.experdb"):
-    psql = shutil.which("psql")
-    if psql is None:
-        pytest.fail("psql is not installed on this host (.ci/setup installs postgresql-client)")
-    return subprocess.run([psql, "-X", "-At", "-h", "127.0.0.1", "-p", environ["ATELIER_PGBOUNCER_PORT"], "-U", user,
-                           "-d", db, "-c", query], env={**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"},
-                          capture_output=True, text=True, timeout=30)
-
-
-def secret(environ, key):
-    for line in (Path(environ["ATELIER_STATE_DIR"]) / "secrets.env").read_text().splitlines():
-        if line.startswith(key + "="):
-            return line.split("=", 1)[1].strip("'")
-    raise AssertionError(f"{key} not in the state folder")
 
 
 def test_the_auth_role_can_do_nothing_but_its_lookup(environ):

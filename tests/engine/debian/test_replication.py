@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ENGINE, ROOT, default_sigint, inv, wait_for
+from helpers import ENGINE, ROOT, default_sigint, inv, pgbouncer_psql, secret, wait_for
 from helpers import servers_of as on
 
 pytestmark = pytest.mark.engine
@@ -131,6 +131,47 @@ def test_failover_with_the_primary_killed_then_rejoin_with_pg_rewind(environ):
     assert wait_for(lambda: follows(environ, ACTIVE) == STANDBY)
     sql(environ, STANDBY, "create table if not exists after_rejoin (n int); insert into after_rejoin values (1)")
     assert wait_for(lambda: sql(environ, ACTIVE, "select count(*) from after_rejoin", check=False) == "1")
+
+
+def write_through_the_pool(environ, table: str, n: int) -> str:
+    """One row into `table` through PgBouncer's entry for the pair, the path
+    an application takes; returns whether the server that took it is in
+    recovery, as that server says. Retried while HAProxy's role checks catch
+    up with a role change (a few seconds)."""
+    password = secret(environ, "ATELIER_SUPERUSER_PASSWORD")
+    query = (f"create table if not exists {table} (n int); insert into {table} values ({n}); "
+             "select pg_is_in_recovery()")
+    ran = None
+
+    def wrote() -> bool:
+        nonlocal ran
+        ran = pgbouncer_psql(environ, "experdba", password, query, db="debian12-pg15.experdb")
+        return ran.returncode == 0
+
+    assert wait_for(wrote, timeout=30), ran.stderr
+    return ran.stdout.strip().splitlines()[-1]
+
+
+def test_the_pool_follows_the_primary_through_switchover_failover_and_rejoin(environ):
+    pair_with_primary(environ, ACTIVE)
+    sql(environ, ACTIVE, "drop table if exists through_pool")
+    assert write_through_the_pool(environ, "through_pool", 1) == "f"
+    assert sql(environ, ACTIVE, "select count(*) from through_pool where n = 1") == "1"
+
+    inv(environ, "db.switchover", "-t", STANDBY)
+    assert write_through_the_pool(environ, "through_pool", 2) == "f"
+    assert serves(environ, STANDBY) == "primary"
+    assert sql(environ, STANDBY, "select count(*) from through_pool where n = 2") == "1"
+
+    assert wait_for(lambda: sql(environ, ACTIVE, "select count(*) from through_pool where n = 2", check=False) == "1")
+    inv(environ, "db.failover", "-t", ACTIVE, "--yes")  # the container named active is promoted again
+    assert write_through_the_pool(environ, "through_pool", 3) == "f"
+    assert serves(environ, ACTIVE) == "primary" and serves(environ, STANDBY) == "-"
+    assert sql(environ, ACTIVE, "select count(*) from through_pool where n = 3") == "1"
+
+    inv(environ, "db.rejoin", "-t", STANDBY)
+    assert write_through_the_pool(environ, "through_pool", 4) == "f"
+    assert wait_for(lambda: sql(environ, STANDBY, "select count(*) from through_pool", check=False) == "4")
 
 
 def test_synchronous_failover_loses_nothing(environ):
