@@ -15,12 +15,12 @@ from atelier.core.table import format_table
 from atelier.dba import backup as dba_backup
 from atelier.dba import drill as dba_drill
 from atelier.dba import health, logical as dba_logical, pgbench, pgbouncer, pitr as dba_pitr, replication as dba
-from atelier.dba import tuning
+from atelier.dba import routes as dba_routes, tuning
 from atelier.dba.server import Server
 from atelier.ssh.fanout import fan_out
 
-from .common import (atelier_task, confirm, finish, locked, report_failures, servers_named_or_up, session, targets,
-                     uninterrupted)
+from .common import (atelier_task, confirm, finish, locked, report_failures, selected_environment, servers_named_or_up,
+                     session, targets, uninterrupted)
 
 SERVER_HELP = "container name (one server)"
 
@@ -362,6 +362,20 @@ def report(c, target=None, json=False, watch=0, long=300):
 
 
 # ---- PgBouncer and pgbench ------------------------------------------------------------------------
+
+@atelier_task(help={"target": "a pair (debian12-pg15) or either of its servers",
+                    "ro": "the read-only route: the members in recovery",
+                    "direct": "HAProxy's route itself, not through PgBouncer",
+                    "db": "the database (default experdb)"})
+def url(c, target=None, ro=False, direct=False, db="experdb"):
+    """The libpq URL a client of a pair uses (DATABASE_URL): through PgBouncer to whichever member is the primary."""
+    if not target:
+        raise AtelierError("give the pair: inv db.url -t debian12-pg15 [--ro] [--direct]")
+    env = selected_environment(c, "full")
+    for route in dba_routes.routes(env, target, read_only=ro, direct=direct, database=db):
+        print(f"{route.url}\t{route.where}")
+    say("no password in a URL: libpq reads it from ~/.pgpass or PGPASSWORD")
+
 
 @atelier_task
 def pool(c):

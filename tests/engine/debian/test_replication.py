@@ -154,6 +154,8 @@ def write_through_the_pool(environ, table: str, n: int) -> str:
 
 def test_the_pool_follows_the_primary_through_switchover_failover_and_rejoin(environ):
     pair_with_primary(environ, ACTIVE)
+    urls = dict(line.split("\t")[::-1] for line in inv(environ, "db.url", "-t", "debian12-pg15").stdout.splitlines())
+    assert urls["from this host"] == f"postgresql://experdba@127.0.0.1:{environ['ATELIER_PGBOUNCER_PORT']}/debian12-pg15.experdb"
     sql(environ, ACTIVE, "drop table if exists through_pool")
     assert write_through_the_pool(environ, "through_pool", 1) == "f"
     assert sql(environ, ACTIVE, "select count(*) from through_pool where n = 1") == "1"
