@@ -29,6 +29,24 @@ def test_every_image_of_the_matrix_renders(make_env):
     assert {f"atelier-{o}-pg{m}" for o in OSES for m in MAJORS} <= names
 
 
+def first_step(text: str) -> str:
+    """The first instruction after FROM, its continuation lines joined."""
+    lines = [line for line in text.split("FROM ", 1)[1].splitlines()[1:] if line and not line.startswith("#")]
+    return lines[0]
+
+
+def test_images_of_one_parent_differ_from_their_first_step(make_env):
+    """Images of one parent are built in parallel: an identical first step
+    would be made once per build, and Docker's cache would find only one copy."""
+    env = make_env("full")
+    by_parent: dict[str, dict[str, str]] = {}
+    for image in env.images:
+        step = first_step(dockerfile(image, env.settings))
+        assert step not in by_parent.setdefault(image.parent, {}), (image.name, by_parent[image.parent].get(step))
+        by_parent[image.parent][step] = image.name
+    assert len(by_parent["atelier-base:debian12"]) >= 4  # the services, and debian12's init
+
+
 def test_rocky_uses_dnf_and_pgdg_rpms(make_env):
     env = make_env("full")
     text = dockerfile(env.container("rocky8-pg14-active").image, env.settings)
