@@ -109,23 +109,16 @@ def check_configure(root: Path, line: str):
 
 def provide(root: Path, kind: str, wanted: str) -> None:
     """Make what a need looks for exist under a fake root."""
-    if kind == "header":
-        path = root / "usr/include" / wanted.replace("*", "3.11")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
-    elif kind == "tool":
-        path = root / "usr/bin" / wanted
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("#!/bin/sh\n")
-        path.chmod(0o755)
-    elif kind == "perl":
-        path = root / "perl" / (wanted.replace("::", "/") + ".pm")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("1;\n")
-    elif kind == "perlcore":
-        path = root / "perl/CORE" / wanted
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
+    where, text = {
+        "header": (root / "usr/include" / wanted.replace("*", "3.11"), ""),
+        "tool": (root / "usr/bin" / wanted, "#!/bin/sh\n"),
+        "perl": (root / "perl" / (wanted.replace("::", "/") + ".pm"), "1;\n"),
+        "perlcore": (root / "perl/CORE" / wanted, ""),
+    }[kind]
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text(text)
+    if kind == "tool":
+        where.chmod(0o755)
 
 
 @pytest.mark.parametrize("option", OPTIONS)

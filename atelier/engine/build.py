@@ -206,8 +206,10 @@ def build_image(client, tag: str, context: bytes, tries: int, proxy: dict | None
 
 def squid_proxy(client, env: Environment) -> dict:
     """Build arguments that route downloads through squid, if it is running.
-    http_proxy is one of Docker's predefined build args: it does not enter the
-    image history or the layer cache key, so cached layers stay valid."""
+    http_proxy is one of Docker's predefined build args: it stays out of the
+    image history. Docker's documentation says it stays out of the layer
+    cache key too, but Debian's docker.io 20.10 puts it there: an image built
+    while squid ran misses the cache of one built while it did not."""
     import docker
 
     squid = next((c for c in env.containers if c.role == "squid"), None)
