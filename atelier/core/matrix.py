@@ -24,21 +24,34 @@ class Service:
     name: str
     octet: int  # its address is SUBNET.200.octet
     port: int  # the port it serves inside the network
-    published_by: str  # the Settings field holding the host port (None: not published)
+    published_by: str  # the Settings field holding the host port ("": never published)
     volume: tuple[str, str] | None = None  # (volume key, mount point)
     enabled_by: str = ""  # the Settings field that turns it on; "" for always
+    image: str = ""  # the image it runs, when several services share one (etcd members)
+    member: int = 0  # an etcd member's number: members 1..ATELIER_ETCD_MEMBERS run
+
+    @property
+    def image_name(self) -> str:
+        return self.image or self.name
 
 
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
 SERVICE_TABLE = (
     Service("haproxy", 1, 22, "ssh_port"),
     Service("apache2", 2, 80, "http_port", ("html", "/var/www/html")),
     Service("squid", 3, 3128, "squid_port", ("cache", "/var/spool/squid")),
     Service("pgbouncer", 4, PGBOUNCER_PORT, "pgbouncer_port", enabled_by="pgbouncer"),
+    # Patroni's DCS: three members, the smallest quorum that outlives one
+    # loss (ATELIER_ETCD_MEMBERS=1 for one). Never published on the host.
+    *(Service(f"etcd{n}", 4 + n, ETCD_CLIENT_PORT, "", ("data", "/var/lib/etcd"), enabled_by="patroni",
+              image="etcd", member=n) for n in (1, 2, 3)),
 )
 SERVICE_BY_NAME = {s.name: s for s in SERVICE_TABLE}
 SERVICES = tuple(s.name for s in SERVICE_TABLE if not s.enabled_by)
-# Services that run only when a setting asks for them (ATELIER_PGBOUNCER).
+# Services that run only when a setting asks for them (ATELIER_PGBOUNCER, ATELIER_HA=patroni).
 OPTIONAL_SERVICES = tuple(s.name for s in SERVICE_TABLE if s.enabled_by)
+HA_MODES = ("plain", "patroni")
 # The OS that the service images (haproxy, squid, apache2) are built on.
 SERVICE_OS = "debian12"
 ROLE_PROMPT = {"init": "i", "active": "a", "standby": "s", "standalone": "#"}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from atelier.core.errors import AtelierError, choice_error
-from atelier.core.matrix import (MAJORS, OSES, PG_ROLES, ROLE_PROMPT, ROLES, SERVICE_BY_NAME, SERVICE_OS,
+from atelier.core.matrix import (ETCD_CLIENT_PORT, MAJORS, OSES, PG_ROLES, ROLE_PROMPT, ROLES, SERVICE_BY_NAME, SERVICE_OS,
                                  SERVICE_TABLE, SERVICE_THIRD_OCTET, PgBuild)
 from atelier.core.settings import Settings
 
@@ -23,6 +23,12 @@ CACHE_LABEL = "atelier.cache"
 # Patroni's REST API port, and the port of the role check that answers the
 # same questions (GET /primary, /replica) on a server Patroni does not manage.
 ROLE_CHECK_PORT = 8008
+
+# Patroni's lab timings (README: Patroni): a dead leader's lock expires after
+# ttl; each member looks every loop_wait; etcd and PostgreSQL are retried for
+# retry_timeout before the leader demotes itself. Patroni asks for
+# loop_wait + 2 * retry_timeout <= ttl. Production defaults are 30/10/10.
+PATRONI_TIMINGS = {"ttl": 10, "loop_wait": 2, "retry_timeout": 4}
 
 
 def ccache_volume(os_name: str) -> str:
@@ -320,8 +326,8 @@ class Environment:
         for service in SERVICE_TABLE:
             if service.name not in self.services:
                 continue
-            published = getattr(s, service.published_by)
-            out.append(Container(service.name, service.name, service_image(service.name),
+            published = getattr(s, service.published_by) if service.published_by else None
+            out.append(Container(service.name, service.name, service_image(service.image_name),
                                  self.service_address(service.name), (),
                                  volumes=(service.volume,) if service.volume else (),
                                  ports=((service.port, published),) if published else (), systemd=False))
@@ -350,7 +356,32 @@ class Environment:
     def services(self) -> tuple[str, ...]:
         """The services this environment runs: every one that is not
         optional, and the optional ones their setting turns on."""
-        return tuple(s.name for s in SERVICE_TABLE if not s.enabled_by or getattr(self.settings, s.enabled_by))
+        return tuple(s.name for s in SERVICE_TABLE
+                     if (not s.enabled_by or getattr(self.settings, s.enabled_by))
+                     and s.member <= self.settings.etcd_members)
+
+    @property
+    def etcd_members(self) -> list[Container]:
+        """Patroni's DCS, when Patroni runs: etcd1 (.. etcd3)."""
+        return [c for c in self.containers if SERVICE_BY_NAME.get(c.name) and SERVICE_BY_NAME[c.name].member]
+
+    @property
+    def etcd_hosts(self) -> list[str]:
+        return [f"{c.address}:{ETCD_CLIENT_PORT}" for c in self.etcd_members]
+
+    @property
+    def ha(self) -> str:
+        return self.settings.ha
+
+    def patroni_scope(self, pair: Pair) -> str:
+        """The Patroni cluster a pair is: its name, under the project's namespace in etcd."""
+        return pair.name
+
+    def pair_of(self, server: Container) -> Pair | None:
+        for pair in self.pairs:
+            if server in pair.members:
+                return pair
+        return None
 
     @property
     def pooled_servers(self) -> list[Container]:
@@ -383,7 +414,8 @@ class Environment:
     @property
     def images(self) -> list[Image]:
         """Every image the selection needs, parents before children."""
-        needed: list[Image] = [service_image(s) for s in self.services]
+        needed: list[Image] = list(dict.fromkeys(service_image(SERVICE_BY_NAME[s].image_name)
+                                                 for s in self.services))
         for os_name in self.selection.oses:
             needed.append(init_image(os_name))
         for os_name, major in self.selection.groups:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atelier.core.errors import AtelierError
-from atelier.core.matrix import MAJORS, OSES
+from atelier.core.matrix import HA_MODES, MAJORS, OSES
 from atelier.core.state import Keys, ensure_keys, ensure_secrets
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -42,6 +42,9 @@ class Settings:
     replication_password: str = ""
     sudo_password: str = ""
     pgbouncer_auth_password: str = ""  # PgBouncer's auth_query role, pgbouncer_auth
+    patroni_api_password: str = ""  # Patroni's REST API, for what changes a cluster (POST)
+    ha: str = "plain"  # who runs each active/standby pair's failover: atelier's tasks, or Patroni
+    etcd_members: int = 3  # Patroni's etcd: 3 (a real quorum) or 1
     privileged: bool = False
     # OS name -> "debootstrap" or an image reference to pull.
     base_images: dict[str, str] = field(default_factory=dict)
@@ -73,6 +76,11 @@ class Settings:
         settings', else this host's git config, asked only when a container
         is set up (two git processes that every other command is spared)."""
         return self.git_identity_given if any(self.git_identity_given) else host_git_identity()
+
+    @property
+    def patroni(self) -> bool:
+        """Patroni manages the pairs (and etcd runs for it)."""
+        return self.ha == "patroni"
 
     @property
     def subnet_cidr(self) -> str:
@@ -136,6 +144,20 @@ def _folder(env: dict, key: str) -> Path | None:
 NETWORK_DRIVERS = ("bridge", "overlay")
 
 
+def _ha(raw: str) -> str:
+    if raw not in HA_MODES:
+        raise AtelierError(f"ATELIER_HA={raw} is not a failover mode atelier knows; valid: {', '.join(HA_MODES)}")
+    return raw
+
+
+def _etcd_members(env: dict) -> int:
+    raw = env.get("ATELIER_ETCD_MEMBERS") or "3"
+    if raw not in ("1", "3"):
+        raise AtelierError(f"ATELIER_ETCD_MEMBERS={raw} is not a size atelier runs etcd at; valid: 3 (a quorum "
+                           "that outlives one member), 1 (no quorum to lose)")
+    return int(raw)
+
+
 def _network_driver(raw: str) -> str:
     if raw not in NETWORK_DRIVERS:
         raise AtelierError(f"ATELIER_NETWORK={raw} is not a network driver atelier uses; valid: "
@@ -155,7 +177,8 @@ def _bind_address(raw: str) -> str:
 SECRET_FIELDS = {"ATELIER_SUPERUSER_PASSWORD": "superuser_password",
                  "ATELIER_REPLICATION_PASSWORD": "replication_password",
                  "ATELIER_SUDO_PASSWORD": "sudo_password",
-                 "ATELIER_PGBOUNCER_AUTH_PASSWORD": "pgbouncer_auth_password"}
+                 "ATELIER_PGBOUNCER_AUTH_PASSWORD": "pgbouncer_auth_password",
+                 "ATELIER_PATRONI_API_PASSWORD": "patroni_api_password"}
 
 
 def _checked_secret(key: str, value: str) -> str:
@@ -316,6 +339,8 @@ def parse_settings(env: dict, root: Path) -> Settings:
         squid_port=ports["ATELIER_SQUID_PORT"],
         pgbouncer=_bool(env, "ATELIER_PGBOUNCER", False),
         pgbouncer_port=ports["ATELIER_PGBOUNCER_PORT"],
+        ha=_ha(env.get("ATELIER_HA") or "plain"),
+        etcd_members=_etcd_members(env),
         bind_address=_bind_address(env.get("ATELIER_BIND_ADDRESS", "127.0.0.1")),
         **{field: _checked_secret(k, env.get(k, "")) for k, field in SECRET_FIELDS.items()},
         privileged=_bool(env, "ATELIER_PRIVILEGED", False),

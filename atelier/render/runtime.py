@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import shlex
 
-from atelier.core.matrix import PGBOUNCER_PORT
+from atelier.core.matrix import ETCD_CLIENT_PORT, ETCD_PEER_PORT, PGBOUNCER_PORT
 from atelier.core.quote import pgpass_field, sql_literal
 from atelier.render.archive import File
-from atelier.core.model import ROLE_CHECK_PORT, Container, Environment
+from atelier.core.model import PATRONI_TIMINGS, ROLE_CHECK_PORT, Container, Environment
 from atelier.render.templates import render_template
 from atelier.core.settings import Settings
 
@@ -81,6 +81,35 @@ def pgpass(settings: Settings) -> str:
             f"*:*:*:experdba:{pgpass_field(settings.superuser_password)}\n")
 
 
+def patroni_yml(env: Environment, server: Container) -> str:
+    """Patroni's configuration of one member of a pair (ATELIER_HA=patroni)."""
+    pair = env.pair_of(server)
+    s = env.settings
+    return render_template("patroni.yml.j2", server=server, build=server.image.build, project=env.project,
+                           scope=env.patroni_scope(pair), api_port=ROLE_CHECK_PORT, etcd_hosts=env.etcd_hosts,
+                           timings=PATRONI_TIMINGS, api_password=s.patroni_api_password,
+                           replication_password=s.replication_password, superuser_password=s.superuser_password)
+
+
+def etcd_env(env: Environment, member: Container) -> str:
+    """One etcd member's settings (etcd reads ETCD_* variables): who it is,
+    where it listens, and the members it forms the cluster with at first
+    start (its data volume remembers them afterwards)."""
+    peers = ",".join(f"{c.name}=http://{c.address}:{ETCD_PEER_PORT}" for c in env.etcd_members)
+    values = {
+        "ETCD_NAME": member.name,
+        "ETCD_DATA_DIR": "/var/lib/etcd/data",
+        "ETCD_LISTEN_CLIENT_URLS": f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
+        "ETCD_ADVERTISE_CLIENT_URLS": f"http://{member.address}:{ETCD_CLIENT_PORT}",
+        "ETCD_LISTEN_PEER_URLS": f"http://0.0.0.0:{ETCD_PEER_PORT}",
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://{member.address}:{ETCD_PEER_PORT}",
+        "ETCD_INITIAL_CLUSTER": peers,
+        "ETCD_INITIAL_CLUSTER_TOKEN": f"atelier-{env.project}",
+        "ETCD_INITIAL_CLUSTER_STATE": "new",
+    }
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
 def atelier_env(env: Environment, container: Container) -> str:
     values = {
         "ATELIER_PROJECT": env.project,
@@ -110,6 +139,8 @@ def runtime_files(env: Environment, container: Container) -> dict[str, File]:
         files["etc/squid/conf.d/atelier.conf"] = (squid_conf(env).encode(), 0o644)
     elif container.role == "pgbouncer":
         files.update(pgbouncer_files(env))
+    elif container in env.etcd_members:
+        files["etc/atelier/etcd.env"] = (etcd_env(env, container).encode(), 0o644)
     if container.systemd:
         keys = env.settings.keys
         files["etc/atelier/atelier.env"] = (atelier_env(env, container).encode(), 0o644)
@@ -122,6 +153,10 @@ def runtime_files(env: Environment, container: Container) -> dict[str, File]:
         files["etc/atelier/pgpass"] = (pgpass(env.settings).encode(), 0o600)
         name, email = env.settings.git_identity
         files["etc/atelier/git-identity"] = (f"{name}\n{email}\n".encode(), 0o644)
-        if container.role != "standby":
+        patroni = env.settings.patroni and env.pair_of(container) is not None
+        # Under Patroni either member may be the leader that makes them.
+        if container.role != "standby" or patroni:
             files["etc/atelier/roles.sql"] = (roles_sql(env.settings).encode(), 0o600)
+        if patroni:
+            files["etc/atelier/patroni.yml"] = (patroni_yml(env, container).encode(), 0o600)
     return files

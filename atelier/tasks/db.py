@@ -14,7 +14,8 @@ from atelier.core.errors import AtelierError, choice_error
 from atelier.core.table import format_table
 from atelier.dba import backup as dba_backup
 from atelier.dba import drill as dba_drill
-from atelier.dba import health, logical as dba_logical, pgbench, pgbouncer, pitr as dba_pitr, replication as dba
+from atelier.dba import health, logical as dba_logical, patroni as dba_patroni, pgbench, pgbouncer, pitr as dba_pitr
+from atelier.dba import replication as dba
 from atelier.dba import routes as dba_routes, tuning
 from atelier.dba.server import Server
 from atelier.ssh.fanout import fan_out
@@ -52,6 +53,12 @@ def asker(yes: bool):
     return lambda question, refusal: confirm(question, yes, refusal)
 
 
+def under_patroni(current, name: str) -> bool:
+    """`name` is a member of a pair that Patroni manages (ATELIER_HA=patroni)."""
+    matrix = current.matrix
+    return matrix.settings.patroni and matrix.pair_of(matrix.container(name)) is not None
+
+
 # ---- seeing replication ----------------------------------------------------------------------
 
 @atelier_task(help={"target": "servers to ask (name, glob or comma list; default: every server that is up)",
@@ -69,12 +76,34 @@ def replication(c, target=None, json=False):
         ordered = [row for n in names for row in rows.get(n, [])]
         if json:
             print(json_module.dumps(ordered, indent=2))
-        elif ordered:
+            report_failures(outcomes, named=bool(target))
+            return
+        views = patroni_views(current, names)
+        if views:
+            print(format_table(dba_patroni.VIEW_COLUMNS, [r for v in views for r in dba_patroni.view_rows(v)],
+                               right=("TL", "lag MB")))
+            print()
+        if ordered:
             print(format_table(dba.REPLICATION_COLUMNS, [dba.replication_table_row(r) for r in ordered],
                                right=("lag", "lag s", "retained")))
         else:
             print("no primary among " + ", ".join(names))
         report_failures(outcomes, named=bool(target))
+
+
+def patroni_views(current, names: list[str]) -> list:
+    """Patroni's view of each cluster one of `names` is a member of (ATELIER_HA=patroni)."""
+    matrix = current.matrix
+    if not matrix.settings.patroni:
+        return []
+    pairs = [p for p in matrix.pairs if any(m.name in names for m in p.members)]
+    views = []
+    for pair in pairs:
+        try:
+            views.append(dba_patroni.cluster_view(current, pair))
+        except AtelierError as error:
+            say(str(error))
+    return views
 
 
 # ---- changing roles ------------------------------------------------------------------------------
@@ -85,7 +114,8 @@ def switchover(c, target=None):
     with session(c) as current:
         name = one_target(current, target)
         with locked(current.settings, "db.switchover"), uninterrupted("db.switchover"):
-            pair = dba.switchover(current, name, say)
+            change = dba_patroni.switchover if under_patroni(current, name) else dba.switchover
+            pair = change(current, name, say)
     print(f"{pair.primary} is the primary; {pair.standby} streams from it")
 
 
@@ -95,6 +125,13 @@ def failover(c, target=None, yes=False):
     with session(c) as current:
         name = one_target(current, target)
         old = current.matrix.partner(name).name
+        if under_patroni(current, name):
+            confirm(f"ask Patroni to fail over to {name} (PostgreSQL on {old} stops being the primary at once)?",
+                    yes, f"db.failover asks Patroni to promote {name} at once; add --yes to confirm")
+            with locked(current.settings, "db.failover"), uninterrupted("db.failover"):
+                pair = dba_patroni.failover(current, name, say)
+            print(f"{pair.primary} leads; Patroni makes {pair.standby} follow it when it answers")
+            return
         confirm(f"kill {old}'s server, keep it stopped, and promote {name}?", yes,
                 f"db.failover kills {old}'s server and promotes {name}; add --yes to confirm")
         with locked(current.settings, "db.failover"), uninterrupted("db.failover"):
@@ -110,8 +147,12 @@ def rejoin(c, target=None, yes=False, fresh=False):
     """Bring an old primary back as a standby of the new one: pg_rewind, or a fresh copy after asking."""
     with session(c) as current:
         name = one_target(current, target)
+        patroni = under_patroni(current, name)
+        if patroni and fresh:
+            raise AtelierError(f"under Patroni a fresh copy is Patroni's reinit: `inv db.reseed -t {name}`")
         with locked(current.settings, "db.rejoin"), uninterrupted("db.rejoin"):
-            pair = dba.rejoin(current, name, say, asker(yes), fresh)
+            pair = dba_patroni.rejoin(current, name, say) if patroni else dba.rejoin(current, name, say, asker(yes),
+                                                                                     fresh)
     print(f"{pair.standby} streams from {pair.primary}")
 
 
@@ -128,6 +169,10 @@ def reseed(c, target=None, yes=False):
                 f"db.reseed deletes the data of {shown} and copies it again from the primary; "
                 "add --yes to confirm")
         with locked(current.settings, "db.reseed"), uninterrupted("db.reseed"):
+            if all(under_patroni(current, n) for n in names):
+                for name in names:
+                    dba_patroni.reinit(current, name, say)
+                return
             finish(fan_out(current, names,
                            lambda ctx, **streams: dba.reseed(current, ctx.host, ctx, **streams)))
 
