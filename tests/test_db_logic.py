@@ -4,7 +4,8 @@ comparison, and the model's pairs and upstream names."""
 import pytest
 
 from atelier.dba.backup import compare_tables, dump_script
-from atelier.dba.drill import Commit, account, parse_commits, writer_script
+from atelier.dba.drill import (Commit, account, first_after, last_before_gap, listed_conninfo, parse_commits,
+                                pooled_conninfo, writer_script, zombie_writes)
 from atelier.core.errors import AtelierError
 from atelier.dba.logical import names_for
 from atelier.dba.replication import human_bytes, lag_level, replication_table_row
@@ -43,11 +44,24 @@ def test_the_drill_counts_commits_against_rows_and_measures_the_gap():
 
 
 def test_the_writer_prints_only_commits_that_returned():
-    out = "commit 1 100.25 10.0.0.1\nnoise\ncommit 2 100.5 10.0.0.2\n"
-    assert parse_commits(out) == [Commit(1, 100.25, "10.0.0.1"), Commit(2, 100.5, "10.0.0.2")]
-    script = writer_script(["standby", "active"], "run1")
+    out = "commit 1 100.25 10.0.0.1\nnoise\ncommit 2 100.5 10.0.0.2 100.375\n"
+    assert parse_commits(out) == [Commit(1, 100.25, "10.0.0.1"), Commit(2, 100.5, "10.0.0.2", 100.375)]
+    script = writer_script(listed_conninfo(["standby", "active"]), "run1")
     assert "host=standby,active" in script and "target_session_attrs=read-write" in script
     assert "password" not in script.lower()
+    pooled = writer_script(pooled_conninfo("debian12-pg15"), "run1", "z")
+    assert "host=pgbouncer port=6432" in pooled and "dbname=debian12-pg15.experdb" in pooled
+    assert "n=1000000;" in pooled, "a second writer numbers its rows apart"
+
+
+def test_zombie_writes_are_the_old_primarys_commits_after_the_promotion():
+    commits = [Commit(1, 10.0, "old"), Commit(2, 11.0, "new"), Commit(1000001, 12.0, "old"), Commit(3, 9.0, "old"),
+               Commit(4, 12.5, "old", ran_at=10.1)]  # ran before the promotion, returned after the thaw
+    assert zombie_writes(commits, "old", promoted_at=10.5) == 1
+    assert zombie_writes(commits, "old", promoted_at=13.0) == 0
+    assert last_before_gap([Commit(n, 100 + n * 0.5, "a") for n in range(1, 7)] + [Commit(9, 110.0, "a")], 100.0) \
+        == pytest.approx(3.0)
+    assert first_after(commits, 10.5) == pytest.approx(0.5)
 
 
 def test_compare_tables_names_every_kind_of_difference():

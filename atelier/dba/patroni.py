@@ -14,7 +14,7 @@ from atelier.core.errors import AtelierError
 from atelier.core.model import Pair as ModelPair
 from atelier.dba.replication import Pair
 from atelier.dba.server import Server, wait_for
-from atelier.engine.containers import start_and_wait_for_sshd
+from atelier.engine.containers import existing, start_and_wait_for_sshd
 
 PATRONICTL = "patronictl -c /etc/atelier/patroni.yml"
 
@@ -186,7 +186,7 @@ def failover(session, name: str, say) -> Pair:
 
 
 REWIND_LINES = ("journalctl -u atelier-patroni --since {since} --no-pager -o cat 2>/dev/null "
-                "| grep -Ei 'pg_rewind|rewind|reinitializ' | tail -5")
+                "| grep -E 'running pg_rewind from [a-z]|pg_rewind exit code|^pg_rewind: |reinitializ' | tail -6")
 
 
 def rejoin(session, name: str, say, seconds: float = 180) -> Pair:
@@ -205,10 +205,14 @@ def rejoin(session, name: str, say, seconds: float = 180) -> Pair:
     if not wait_for_replica(session, pair, name, seconds):
         raise AtelierError(f"{name} does not stream from {leader.name} after {seconds:.0f} s; if pg_rewind could "
                            f"not rewind it, `inv db.reseed -t {name}` asks Patroni to copy it afresh")
-    found = session.context(name, "postgres").run(REWIND_LINES.format(since=f"@{since}"), hide=True, warn=True,
-                                                  in_stream=False)
-    for line in found.stdout.strip().splitlines():
+    # The system journal is root's to read: asked through the engine.
+    found = existing(session.engine, session.matrix, name).exec_run(
+        ["sh", "-c", REWIND_LINES.format(since=f"@{since}")])
+    lines = found.output.decode(errors="replace").strip().splitlines()
+    for line in lines:
         say(f"patroni: {line.strip()}")
+    if not lines:
+        say(f"patroni: no rewind: {name} had nothing the leader lacks")
     return Pair(name, leader.name)
 
 
@@ -226,14 +230,20 @@ def reinit(session, name: str, say) -> None:
         raise AtelierError(f"{name} was reinitialized but does not stream after 300 s")
 
 
+def set_config(session, pair: ModelPair, key: str, on: bool, say) -> None:
+    """One of the cluster's switches in Patroni's dynamic configuration."""
+    scope = session.matrix.patroni_scope(pair)
+    word = "true" if on else "false"
+    say(f"patronictl edit-config -s {key}={word} {scope}")
+    _, result = patronictl(session, pair, f"edit-config --force -q -s {key}={word} {shlex.quote(scope)}")
+    if result.exited != 0:
+        raise AtelierError(f"patronictl edit-config failed: {(result.stderr or result.stdout).strip()[-300:]}")
+
+
 def set_synchronous(session, pair: ModelPair, on: bool, say) -> None:
     """Patroni's synchronous_mode for the cluster (it names the sync standby)."""
     scope = session.matrix.patroni_scope(pair)
-    say(f"patronictl edit-config -s synchronous_mode={'true' if on else 'false'} {scope}")
-    _, result = patronictl(session, pair, f"edit-config --force -q -s synchronous_mode={'true' if on else 'false'} "
-                           f"{shlex.quote(scope)}")
-    if result.exited != 0:
-        raise AtelierError(f"patronictl edit-config failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    set_config(session, pair, "synchronous_mode", on, say)
     if on and not wait_for(lambda: any(m.role == "sync standby" for m in cluster_view(session, pair).members),
                            30, 0.5):
         raise AtelierError(f"Patroni named no synchronous standby in {scope} in 30 s")

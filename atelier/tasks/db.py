@@ -177,24 +177,40 @@ def reseed(c, target=None, yes=False):
                            lambda ctx, **streams: dba.reseed(current, ctx.host, ctx, **streams)))
 
 
-@atelier_task(help={"kind": "switchover or failover",
+@atelier_task(help={"kind": "switchover, failover, zombie or dcs-loss (Patroni)",
                     "target": "one active/standby pair, e.g. 'debian12-pg15-*'",
                     "sync": "make the standby synchronous first (a failover must then lose nothing)",
+                    "auto": "failover under Patroni: kill the leader and let Patroni promote on its own",
+                    "pause": "zombie: seconds the primary stays frozen (default: the leader lock's TTL + 5)",
+                    "failsafe": "dcs-loss: with Patroni's failsafe_mode on for the drill",
                     "json": "print the report as JSON"})
-def drill(c, kind, target=None, sync=False, json=False):
-    """A role change with a writer running; counts committed rows against rows on the new primary."""
+def drill(c, kind, target=None, sync=False, auto=False, pause=None, failsafe=False, json=False):
+    """A role change with a writer running through the pool; counts committed rows against rows present."""
     if kind not in dba_drill.KINDS:
         raise choice_error("drill", kind, list(dba_drill.KINDS))
     with session(c) as current:
+        patroni = current.matrix.settings.patroni
+        if kind in dba_drill.PATRONI_ONLY and not patroni:
+            raise AtelierError(f"db.drill {kind} drills Patroni's etcd and this environment's pairs are plain "
+                               "(ATELIER_HA=plain); set ATELIER_HA=patroni in .env and `inv up`")
+        if auto and not (patroni and kind == "failover"):
+            raise AtelierError("--auto is a Patroni failover (the leader killed, Patroni promotes); "
+                               f"{'plain pairs fail over with db.drill failover' if not patroni else 'not ' + kind}")
+        if failsafe and kind != "dcs-loss":
+            raise AtelierError("--failsafe is Patroni's failsafe_mode for db.drill dcs-loss, not " + kind)
         standby, primary = dba.replicated_pair(current, targets(current, target))
         with locked(current.settings, f"db.drill {kind}"), uninterrupted(f"db.drill {kind}"):
-            report = dba_drill.drill(current, kind, standby, primary, sync, say)
+            report = dba_drill.drill(current, kind, standby, primary, sync, say, auto=auto,
+                                     pause_seconds=whole("--pause", pause) if pause is not None else None,
+                                     failsafe=failsafe)
     if json:
         print(json_module.dumps({**asdict(report), "lost_count": report.lost_count}, indent=2))
     else:
         print("\n".join(report.lines()))
     if report.failed:
-        raise AtelierError(f"the {kind} lost {report.lost_count} committed rows")
+        what = (f"took {report.zombie_writes} writes after the promotion" if report.zombie_writes
+                else f"lost {report.lost_count} committed rows")
+        raise AtelierError(f"the {kind} {what}")
 
 
 # ---- backups ------------------------------------------------------------------------------------
