@@ -3,12 +3,14 @@ containers `up` must make again, and the parallel primitive's interrupts."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
 
 import pytest
 
+from atelier.core.model import Environment, select
 from atelier.engine.containers import Probe, never_started, readiness
 from atelier.core.parallel import Pool, parallel_map, results
 
@@ -36,6 +38,15 @@ def probe(state="running", **facts):
 def test_readiness(make_env, role, p, expected):
     container = make_env().container(f"debian12-pg15-{role}")
     assert readiness(container, p) == expected
+
+
+def test_an_etcd_member_is_ready_only_with_its_clusters_quorum(settings):
+    env = Environment(dataclasses.replace(settings, ha="patroni"), select("default"), nofile_ceiling=20000)
+    member = env.container("etcd2")
+    assert readiness(member, Probe("running", {"etcd": "healthy"})) == (True, "running")
+    ready, why = readiness(member, Probe("running", {"etcd": "no-quorum"}))
+    assert not ready and why.startswith("etcd has no quorum")
+    assert readiness(env.container("haproxy"), Probe("running", {})) == (True, "running")
 
 
 class FakeContainer:

@@ -6,6 +6,7 @@ itself says (pg_is_in_recovery, the WAL receiver) confirms each change."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -84,6 +85,11 @@ def pair_of_member(session, name: str) -> ModelPair:
     return pair
 
 
+def partner(session, name: str) -> str:
+    """The other member of `name`'s cluster."""
+    return next(m.name for m in pair_of_member(session, name).members if m.name != name)
+
+
 def _answers(session, name: str) -> bool:
     found = session.engine.container(session.matrix.project, name)
     if found is None:
@@ -113,6 +119,31 @@ def cluster_view(session, pair: ModelPair, prefer: str = "") -> ClusterView:
     if result.exited != 0:
         raise AtelierError(f"patronictl list failed in {asked}: {(result.stderr or result.stdout).strip()[-300:]}")
     return ClusterView(session.matrix.patroni_scope(pair), parse_members(result.stdout), asked)
+
+
+def engine_view(engine, env, pair: ModelPair) -> ClusterView | None:
+    """Patroni's view through the engine (no SSH: `inv status`), or None."""
+    scope = env.patroni_scope(pair)
+    for member in pair.members:
+        found = engine.container(env.project, member.name)
+        if found is None or found.status != "running":
+            continue
+        result = found.exec_run(["runuser", "-u", "postgres", "--", "sh", "-c",
+                                 f"{PATRONICTL} list -f json {shlex.quote(scope)}"], demux=True)
+        if result.exit_code == 0:
+            return ClusterView(scope, parse_members((result.output[0] or b"").decode()), member.name)
+    return None
+
+
+def summary(view: ClusterView | None, pair: ModelPair) -> str:
+    """One line of a cluster for `inv status`."""
+    if view is None:
+        return f"patroni {pair.name}: no member answers (`inv up`)"
+    parts = [f"{m.role} {m.name} ({m.state}, TL {m.timeline if m.timeline is not None else '-'}"
+             + (f", lag {m.lag_mb:g} MB" if m.lag_mb is not None else "") + ")" for m in view.members]
+    if view.leader is None:
+        parts.insert(0, "NO LEADER")
+    return f"patroni {view.scope}: " + "; ".join(parts)
 
 
 def wait_for_leader(session, pair: ModelPair, name: str, seconds: float) -> ClusterView | None:
@@ -210,7 +241,7 @@ def rejoin(session, name: str, say, seconds: float = 180) -> Pair:
         ["sh", "-c", REWIND_LINES.format(since=f"@{since}")])
     lines = found.output.decode(errors="replace").strip().splitlines()
     for line in lines:
-        say(f"patroni: {line.strip()}")
+        say("patroni: " + re.sub(r"^\d{4}-\d\d-\d\d [\d:,.]+ [A-Z]+: ", "", line.strip()))
     if not lines:
         say(f"patroni: no rewind: {name} had nothing the leader lacks")
     return Pair(name, leader.name)

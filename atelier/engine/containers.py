@@ -40,6 +40,8 @@ def readiness(container: Container, p: Probe) -> tuple[bool, str]:
     if p.state != "running":
         return False, f"container {p.state}"
     if not container.systemd:
+        if p.get("etcd") == "no-quorum":
+            return False, "etcd has no quorum (are its other members up? docker logs)"
         return True, "running"
     system = p.get("system")
     if system in ("initializing", "starting"):

@@ -54,9 +54,9 @@ def asker(yes: bool):
 
 
 def under_patroni(current, name: str) -> bool:
-    """`name` is a member of a pair that Patroni manages (ATELIER_HA=patroni)."""
-    matrix = current.matrix
-    return matrix.settings.patroni and matrix.pair_of(matrix.container(name)) is not None
+    """Role changes of `name` go through Patroni (ATELIER_HA=patroni), which
+    names the members of its clusters when `name` is none of them."""
+    return current.matrix.settings.patroni and current.matrix.container(name).is_server
 
 
 # ---- seeing replication ----------------------------------------------------------------------
@@ -124,14 +124,15 @@ def failover(c, target=None, yes=False):
     """Promote a standby whether or not its primary answers, and fence the primary (kept stopped)."""
     with session(c) as current:
         name = one_target(current, target)
-        old = current.matrix.partner(name).name
         if under_patroni(current, name):
+            old = dba_patroni.partner(current, name)
             confirm(f"ask Patroni to fail over to {name} (PostgreSQL on {old} stops being the primary at once)?",
                     yes, f"db.failover asks Patroni to promote {name} at once; add --yes to confirm")
             with locked(current.settings, "db.failover"), uninterrupted("db.failover"):
                 pair = dba_patroni.failover(current, name, say)
             print(f"{pair.primary} leads; Patroni makes {pair.standby} follow it when it answers")
             return
+        old = current.matrix.partner(name).name
         confirm(f"kill {old}'s server, keep it stopped, and promote {name}?", yes,
                 f"db.failover kills {old}'s server and promotes {name}; add --yes to confirm")
         with locked(current.settings, "db.failover"), uninterrupted("db.failover"):

@@ -10,6 +10,7 @@ from invoke.exceptions import Exit
 from atelier.core.errors import AtelierError
 from atelier.core.state import remember_selection
 from atelier.core.table import format_table
+from atelier.dba import patroni as dba_patroni
 from atelier.engine import host as engine_host
 from atelier.engine.build import build_all, ensure_base, summary_table
 from atelier.engine.status import reread_host_keys, status as engine_status
@@ -100,13 +101,23 @@ def hostkeys(c):
 def status(c):
     """A table of the project's containers: role, OS, major, address, state, health, streaming."""
     engine = engine_of(c)
-    rows = engine_status(engine, selected_environment(c, "full"))
+    env = selected_environment(c, "full")
+    rows = engine_status(engine, env)
     if not rows:
         print("no containers; `inv up` starts the default profile")
         return
     headers = ("name", "role", "os", "major", "address", "state", "serves", "follows", "health")
     print(format_table(headers, [tuple(getattr(r, h) for h in headers) for r in rows]))
-    # A note, on stderr: stdout stays the table, for scripts that read it.
+    # Notes, on stderr: stdout stays the table, for scripts that read it.
+    present = {r.name for r in rows}
+    pairs = [p for p in env.pairs if any(m.name in present for m in p.members)]
+    if pairs:
+        if env.settings.patroni:
+            for pair in pairs:
+                print(dba_patroni.summary(dba_patroni.engine_view(engine, env, pair), pair), file=sys.stderr)
+        else:
+            print("failover: plain (atelier's db.switchover, db.failover, db.rejoin); ATELIER_HA=patroni hands "
+                  "each pair to Patroni", file=sys.stderr)
     print(engine_host.reach_line(settings_of(c), engine.host), file=sys.stderr)
 
 
