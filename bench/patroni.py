@@ -9,8 +9,9 @@ Patroni 3.0.2) with PgBouncer, plain mode beside Patroni:
   (aim < 15 s under Patroni): plain mode's `db.drill failover` (atelier
   fences and promotes) beside Patroni's `db.drill failover --auto` (Patroni
   promotes on its own), each followed by `db.rejoin`;
-- zombie (Patroni): writes the old leader ran after the promotion, through
-  the pool and from a client that kept its address (aim 0 through the pool).
+- zombie, both modes: writes the old primary ran after the promotion,
+  through the pool and from a client that kept its address (aim 0 through
+  the pool under Patroni; plain mode has nothing to stop a frozen server).
 
 Run: python3 bench/patroni.py [--runs N] [--os debian12|debian13]"""
 
@@ -69,11 +70,14 @@ def main() -> None:
         report(f"{mode}: switchover through the pool, last write before to first after", gaps, aim="< 5 s")
         report(f"{mode}: failover, leader killed to first write through the pool", killed,
                aim="< 15 s under Patroni")
-        if mode == "patroni":
-            found = [drill(mode, "zombie", "-t", pair) for _ in range(args.runs)]
-            print(f"patroni: zombie writes after the promotion, through the pool: "
-                  f"{[z['zombie_writes_pooled'] for z in found]} (aim 0); from a client that kept the old "
-                  f"leader's address: {[z['zombie_writes'] for z in found]}")
+        found = []
+        for _ in range(args.runs):
+            found.append(drill(mode, "zombie", "-t", pair))
+            if mode == "plain":  # the drill leaves the thawed old primary fenced
+                inv(mode, "db.rejoin", "-t", found[-1]["old_primary"], "--yes")
+        print(f"{mode}: zombie writes after the promotion, through the pool: "
+              f"{[z['zombie_writes_pooled'] for z in found]} (aim 0 under Patroni); from a client that kept "
+              f"the old primary's address: {[z['zombie_writes'] for z in found]}")
         inv(mode, "down", "--volumes", "--yes")
     sys.stdout.flush()
 

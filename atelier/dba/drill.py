@@ -356,6 +356,11 @@ def freeze_and_thaw(session, old: Server, new: Server, pause_seconds: float | No
         container.unpause()
     # Give the thawed server the time a client would: a few seconds of writes.
     time.sleep(5)
+    if not matrix.settings.patroni:
+        # End the split brain the drill made: the thawed server is killed and
+        # stays fenced until `inv db.rejoin` rewinds it.
+        say(old.fence_through_engine())
+        notes.append(f"{old.name} is fenced now: `inv db.rejoin -t {old.name}` rewinds it")
     return promoted_at, notes
 
 

@@ -113,11 +113,17 @@ def patronictl(session, pair: ModelPair, args: str, hide=True, prefer: str = "")
     raise AtelierError(f"no member of {pair.name} can run patronictl: {', '.join(tried)}")
 
 
+def checked(result, what: str):
+    """A patronictl run that failed, as one line with the end of its words."""
+    if result.exited != 0:
+        raise AtelierError(f"{what} failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    return result
+
+
 def cluster_view(session, pair: ModelPair, prefer: str = "") -> ClusterView:
     asked, result = patronictl(session, pair, f"list -f json {shlex.quote(session.matrix.patroni_scope(pair))}",
                                prefer=prefer)
-    if result.exited != 0:
-        raise AtelierError(f"patronictl list failed in {asked}: {(result.stderr or result.stdout).strip()[-300:]}")
+    checked(result, f"patronictl list in {asked}")
     return ClusterView(session.matrix.patroni_scope(pair), parse_members(result.stdout), asked)
 
 
@@ -177,6 +183,17 @@ def _check_candidate(session, name: str, view: ClusterView, what: str) -> Member
     return member
 
 
+def _hand_over(session, pair: ModelPair, view: ClusterView, action: str, name: str, say) -> None:
+    """`patronictl switchover|failover --candidate name`, then wait until
+    Patroni and PostgreSQL agree that `name` leads."""
+    say(f"patronictl {action} --candidate {name} {view.scope}")
+    _, result = patronictl(session, pair, f"{action} --candidate {shlex.quote(name)} --force "
+                           f"{shlex.quote(view.scope)}", prefer=name)
+    checked(result, f"patronictl {action}")
+    if not wait_for_leader(session, pair, name, 60):
+        raise AtelierError(f"Patroni did not make {name} the leader of {view.scope} in 60 s (`inv db.replication`)")
+
+
 def switchover(session, name: str, say) -> Pair:
     """Patroni's switchover to `name`: the leader stops cleanly, `name` is
     promoted, the old leader follows it."""
@@ -187,13 +204,7 @@ def switchover(session, name: str, say) -> Pair:
         raise AtelierError(f"{view.scope} has no leader, so there is nothing to switch over from; "
                            f"`inv db.failover -t {name}` asks Patroni for a failover")
     old = view.leader.name
-    say(f"patronictl switchover --candidate {name} {view.scope}")
-    _, result = patronictl(session, pair, f"switchover --candidate {shlex.quote(name)} --force "
-                           f"{shlex.quote(view.scope)}", prefer=name)
-    if result.exited != 0:
-        raise AtelierError(f"patronictl switchover failed: {(result.stderr or result.stdout).strip()[-300:]}")
-    if not wait_for_leader(session, pair, name, 60):
-        raise AtelierError(f"Patroni did not make {name} the leader of {view.scope} in 60 s (`inv db.replication`)")
+    _hand_over(session, pair, view, "switchover", name, say)
     say(f"{name} leads {view.scope}; waiting for {old} to stream from it")
     if not wait_for_replica(session, pair, old, 90):
         raise AtelierError(f"{old} does not stream from {name} after 90 s (journalctl -u atelier-patroni there)")
@@ -205,15 +216,8 @@ def failover(session, name: str, say) -> Pair:
     pair = pair_of_member(session, name)
     view = cluster_view(session, pair, prefer=name)
     _check_candidate(session, name, view, "db.failover")
-    old = next(m.name for m in pair.members if m.name != name)
-    say(f"patronictl failover --candidate {name} {view.scope}")
-    _, result = patronictl(session, pair, f"failover --candidate {shlex.quote(name)} --force "
-                           f"{shlex.quote(view.scope)}", prefer=name)
-    if result.exited != 0:
-        raise AtelierError(f"patronictl failover failed: {(result.stderr or result.stdout).strip()[-300:]}")
-    if not wait_for_leader(session, pair, name, 60):
-        raise AtelierError(f"Patroni did not make {name} the leader of {view.scope} in 60 s (`inv db.replication`)")
-    return Pair(old, name)
+    _hand_over(session, pair, view, "failover", name, say)
+    return Pair(partner(session, name), name)
 
 
 REWIND_LINES = ("journalctl -u atelier-patroni --since {since} --no-pager -o cat 2>/dev/null "
@@ -255,8 +259,7 @@ def reinit(session, name: str, say) -> None:
     say(f"patronictl reinit {view.scope} {name}")
     _, result = patronictl(session, pair, f"reinit --force --wait {shlex.quote(view.scope)} {shlex.quote(name)}",
                            prefer=name)
-    if result.exited != 0:
-        raise AtelierError(f"patronictl reinit failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    checked(result, "patronictl reinit")
     if not wait_for_replica(session, pair, name, 300):
         raise AtelierError(f"{name} was reinitialized but does not stream after 300 s")
 
@@ -267,8 +270,7 @@ def set_config(session, pair: ModelPair, key: str, on: bool, say) -> None:
     word = "true" if on else "false"
     say(f"patronictl edit-config -s {key}={word} {scope}")
     _, result = patronictl(session, pair, f"edit-config --force -q -s {key}={word} {shlex.quote(scope)}")
-    if result.exited != 0:
-        raise AtelierError(f"patronictl edit-config failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    checked(result, "patronictl edit-config")
 
 
 def set_synchronous(session, pair: ModelPair, on: bool, say) -> None:

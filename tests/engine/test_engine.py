@@ -177,7 +177,7 @@ def test_no_secret_or_private_key_in_any_image_layer(environ, settings, client):
     of atelier's, no host key, TLS key or user key file."""
     inv(environ, "build", "--profile", "debian")
     secrets = [settings.superuser_password.encode(), settings.replication_password.encode(),
-               settings.pgbouncer_auth_password.encode(),
+               settings.pgbouncer_auth_password.encode(), settings.patroni_api_password.encode(),
                settings.keys.bastion_private.encode()[40:120],
                settings.keys.client_key_path.read_bytes()[40:120]]
     key_paths = re.compile(r"(^|/)(etc/ssh/ssh_host_[a-z0-9]+_key|etc/ssl/private/.+|\.ssh/id_[a-z0-9]+)$")

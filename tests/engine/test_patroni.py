@@ -200,6 +200,26 @@ def test_down_and_up_keep_the_data_and_each_clusters_leader(environ):
         assert on(environ).sql(leader, "select sum(n) from kept", "experdb") == "42"
 
 
+def test_etcd_unreachable_at_up_is_one_line_and_the_clusters_come_back_with_it(environ):
+    settle(environ, "debian13-pg17")
+    network = ENGINE.client.networks.get("ateliertest-ha")
+    cut = {name: ENGINE.client.containers.get(f"ateliertest-ha-{name}") for name in ("etcd2", "etcd3")}
+    addresses = {name: c.attrs["NetworkSettings"]["Networks"]["ateliertest-ha"]["IPAddress"] for name, c in cut.items()}
+    for container in cut.values():
+        network.disconnect(container)
+    try:
+        run = inv(environ, "up", "--profile", PROFILE, "--timeout", "15", check=False)
+    finally:
+        for name, container in cut.items():
+            network.connect(container, ipv4_address=addresses[name], aliases=[name])
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and lines[-1].startswith("atelier: not ready after 15s: "), run.stderr
+    assert "etcd1: etcd has no quorum" in lines[-1] and "Traceback" not in run.stderr
+    # Back on the network, etcd has its quorum again and each cluster a leader.
+    for pair in PAIRS:
+        settle(environ, pair)
+
+
 def test_bad_input_is_one_line(environ):
     cases = [
         (("db.switchover", "-t", "debian12-pg15-standalone"),
