@@ -32,7 +32,7 @@ def members(pair: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def environ(tmp_path_factory):
     state = tmp_path_factory.mktemp("patroni-state")
-    values = {**project_settings("ateliertest-ha", "172.19", 17000), "ATELIER_STATE_DIR": str(state),
+    values = {**project_settings("ateliertest-ha", "172.31", 17000), "ATELIER_STATE_DIR": str(state),
               "ATELIER_HA": "patroni", "ATELIER_PGBOUNCER": "1", "ATELIER_PGBOUNCER_PORT": "17432",
               "ATELIER_PROFILE_HA": "debian12:15,debian13:17"}
     inv(values, "build", "--profile", PROFILE)

@@ -101,9 +101,10 @@ def test_build_up_status_and_run_on_three_targets_over_the_ssh_engine(remote, ss
     status = remote.atelier("status")
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
     assert rows["debian12-pg15-standby"][6:9] == ["standby", ACTIVE, "ready"], status.stdout
-    assert status.stderr.strip() == (f"engine {sshd.url()}; ports on {GATEWAY}'s loopback: ssh 24022, "
-                                     "http 24080, squid 24128; `inv forward` brings them to this machine's "
-                                     "127.0.0.1")
+    notes = status.stderr.strip().splitlines()
+    assert notes[0].startswith("failover: plain (atelier's db.switchover"), status.stderr
+    assert notes[-1] == (f"engine {sshd.url()}; ports on {GATEWAY}'s loopback: ssh 24022, "
+                         "http 24080, squid 24128; `inv forward` brings them to this machine's 127.0.0.1")
     run = remote.atelier("run", "-t", f"{ACTIVE},debian12-pg15-standby,debian12-init", "--", "hostname")
     assert sorted(line.split()[-1] for line in run.stdout.splitlines()) == sorted(
         [ACTIVE, "debian12-pg15-standby", "debian12-init"])
