@@ -1,8 +1,11 @@
 """The pure parts of db.*: lag levels, the drill's accounting, the manifest
 comparison, and the model's pairs and upstream names."""
 
+import dataclasses
+
 import pytest
 
+from atelier.core.model import Environment, select
 from atelier.dba.backup import compare_tables, dump_script
 from atelier.dba.drill import (Commit, account, first_after, last_before_gap, listed_conninfo, parse_commits,
                                 pooled_conninfo, writer_script, zombie_writes)
@@ -43,14 +46,15 @@ def test_the_drill_counts_commits_against_rows_and_measures_the_gap():
     assert not account("switchover", "old", "new", False, commits, {1, 2, 4, 5}, addresses).failed
 
 
-def test_the_writer_prints_only_commits_that_returned():
+def test_the_writer_prints_only_commits_that_returned(settings):
     out = "commit 1 100.25 10.0.0.1\nnoise\ncommit 2 100.5 10.0.0.2 100.375\n"
     assert parse_commits(out) == [Commit(1, 100.25, "10.0.0.1"), Commit(2, 100.5, "10.0.0.2", 100.375)]
     script = writer_script(listed_conninfo(["standby", "active"]), "run1")
     assert "host=standby,active" in script and "target_session_attrs=read-write" in script
     assert "password" not in script.lower()
-    pooled = writer_script(pooled_conninfo("debian12-pg15"), "run1", "z")
-    assert "host=pgbouncer port=6432" in pooled and "dbname=debian12-pg15.experdb" in pooled
+    pooled_env = Environment(dataclasses.replace(settings, pgbouncer=True), select("debian"))
+    pooled = writer_script(pooled_conninfo(pooled_env, "debian12-pg15"), "run1", "z")
+    assert "experdba@pgbouncer:6432/debian12-pg15.experdb?connect_timeout=2" in pooled
     assert "n=1000000;" in pooled, "a second writer numbers its rows apart"
 
 

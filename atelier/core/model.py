@@ -369,10 +369,6 @@ class Environment:
     def etcd_hosts(self) -> list[str]:
         return [f"{c.address}:{ETCD_CLIENT_PORT}" for c in self.etcd_members]
 
-    @property
-    def ha(self) -> str:
-        return self.settings.ha
-
     def patroni_scope(self, pair: Pair) -> str:
         """The Patroni cluster a pair is: its name, under the project's namespace in etcd."""
         return pair.name

@@ -21,10 +21,10 @@ import time
 from dataclasses import dataclass, field
 
 from atelier.core.errors import AtelierError
-from atelier.core.matrix import PGBOUNCER_PORT
 from atelier.core.model import PATRONI_TIMINGS
 from atelier.dba import patroni
 from atelier.dba.replication import failover, switchover
+from atelier.dba.routes import routes
 from atelier.dba.server import Server, wait_for
 from atelier.engine.containers import existing, kill
 from atelier.ssh.guard import guarded
@@ -35,9 +35,9 @@ KINDS = ("switchover", "failover", "zombie", "dcs-loss")
 PATRONI_ONLY = ("dcs-loss",)
 
 
-def pooled_conninfo(pair_name: str) -> str:
-    return (f"host=pgbouncer port={PGBOUNCER_PORT} user=experdba dbname={pair_name}.{DRILL_DB} "
-            "connect_timeout=2")
+def pooled_conninfo(env, pair_name: str) -> str:
+    """The pair's URL in the pool, as `inv db.url` gives it to applications."""
+    return routes(env, pair_name, database=DRILL_DB)[0].url + "?connect_timeout=2"
 
 
 def listed_conninfo(hosts: list[str]) -> str:
@@ -249,7 +249,8 @@ def drill(session, kind: str, standby: str, primary: str, synchronous: bool, say
     states = old.rows("SELECT sync_state FROM pg_stat_replication")
     is_sync = any(r["sync_state"] in ("sync", "quorum") for r in states)
     if matrix.settings.pgbouncer:
-        conninfo, path = pooled_conninfo(pair.name), f"PgBouncer, pgbouncer:{PGBOUNCER_PORT}/{pair.name}.{DRILL_DB}"
+        conninfo = pooled_conninfo(matrix, pair.name)
+        path = f"PgBouncer, {conninfo.split('@', 1)[1].split('?')[0]}"
     else:
         hosts = [new.container.role, old.container.role]
         conninfo, path = listed_conninfo(hosts), f"libpq host list {','.join(hosts)} (PgBouncer is not enabled)"

@@ -209,8 +209,8 @@ def drill(c, kind, target=None, sync=False, auto=False, pause=None, failsafe=Fal
     else:
         print("\n".join(report.lines()))
     if report.failed:
-        what = (f"took {report.zombie_writes} writes after the promotion" if report.zombie_writes
-                else f"lost {report.lost_count} committed rows")
+        what = (f"took {report.zombie_writes_pooled} writes through the pool after the promotion"
+                if report.zombie_writes_pooled else f"lost {report.lost_count} committed rows")
         raise AtelierError(f"the {kind} {what}")
 
 
