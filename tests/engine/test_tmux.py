@@ -95,6 +95,20 @@ def test_a_profile_switch_adds_then_removes_panes_in_order_keeping_the_rest(envi
     assert [key for _, key in after["standby"]] == ["debian12-pg15-standby", "debian13-pg17-standby"]
     for name in ("init", "active", "standby", "standalone"):
         assert after[name][0] == before[name][0]  # debian12's panes kept, same id
+    # While the pair profile is up (bringing it up is most of this test's
+    # time): C-b C-s sends one line to every pane of a window.
+    assert wait_for(lambda: prompts_shown(server), timeout=60)
+    panes = [pane_id for pane_id, _ in after["active"]]
+    window = server.panes.get(pane_id=panes[0]).window_id
+    bound = server.cmd("list-keys", "-T", "prefix", "C-s").stdout
+    assert bound and "synchronize-panes" in bound[0]
+    server.cmd("set-option", "-w", "-t", window, "synchronize-panes", "on")  # what C-b C-s runs
+    try:
+        assert server.cmd("display-message", "-p", "-t", panes[0], "#{pane_synchronized}").stdout == ["1"]
+        server.cmd("send-keys", "-t", panes[0], "echo SYNC-$((40+2))", "Enter")
+        assert wait_for(lambda: all("SYNC-42" in screen(server, p) for p in panes), timeout=10)
+    finally:
+        server.cmd("set-option", "-w", "-t", window, "synchronize-panes", "off")
     # The selection is remembered: a bare `up` keeps the pair profile.
     again = inv(environ, "up")
     assert "removed" not in again.stdout and "pair" in again.stdout
@@ -129,23 +143,6 @@ def test_a_reload_with_nothing_changed_changes_nothing(environ, server):
     assert "nothing to change" in again.stderr
     assert windows(server) == ids
     assert {w.window_name: w.window_layout for w in server.windows} == layouts
-
-
-def test_sync_panes_sends_one_line_to_every_pane_of_the_window(environ, server):
-    inv(environ, "tmux.reload", "--profile", "pair", "--no-attach")
-    assert wait_for(lambda: prompts_shown(server), timeout=60)
-    panes = [pane_id for pane_id, _ in windows(server)["active"]]
-    window = server.panes.get(pane_id=panes[0]).window_id
-    bound = server.cmd("list-keys", "-T", "prefix", "C-s").stdout
-    assert bound and "synchronize-panes" in bound[0]
-    server.cmd("set-option", "-w", "-t", window, "synchronize-panes", "on")  # what C-b C-s runs
-    try:
-        assert server.cmd("display-message", "-p", "-t", panes[0], "#{pane_synchronized}").stdout == ["1"]
-        server.cmd("send-keys", "-t", panes[0], "echo SYNC-$((40+2))", "Enter")
-        assert wait_for(lambda: all("SYNC-42" in screen(server, p) for p in panes), timeout=10)
-    finally:
-        server.cmd("set-option", "-w", "-t", window, "synchronize-panes", "off")
-        inv(environ, "tmux.reload", "--profile", "default", "--no-attach")
 
 
 def test_the_ssh_config_reaches_every_container_and_refuses_a_changed_key(environ):
