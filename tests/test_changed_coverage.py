@@ -1,10 +1,13 @@
-"""Coverage of the lines a patch changed: the diff and tracefile join, pure."""
+"""Coverage of the lines a patch changed: the diff and tracefile join, pure,
+and which folders lcov captures (the shell snippet, run on a git tree here)."""
+
+import subprocess
 
 import pytest
 
 from atelier.pg.changed_coverage import build_report, changed_lines, html_page, parse_lcov, text_summary
 from atelier.core.errors import AtelierError
-from atelier.pg.coverage import changed_range
+from atelier.pg.coverage import CAPTURE_CHANGED_FOLDERS, changed_range
 
 DIFF = """diff --git a/src/backend/utils/adt/int.c b/src/backend/utils/adt/int.c
 index 1111111..2222222 100644
@@ -101,3 +104,33 @@ def test_the_default_is_the_merge_base_with_upstreams_main():
 def test_a_bad_commit_is_one_line(spec):
     with pytest.raises(AtelierError, match="is not a commit or a range"):
         changed_range(spec)
+
+
+def capture_words(tmp_path, changes: dict[str, str]) -> list[str]:
+    """lcov's --directory words for a commit that writes `changes` over a base tree."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    tmp_path.mkdir(exist_ok=True)
+    for name in ("src/backend/a.c", "src/include/b.h", "src/backend/parser/gram.y", "README"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("base\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=tmp_path, check=True)
+    for name, text in changes.items():
+        (tmp_path / name).write_text(text)
+    subprocess.run([*git, "commit", "-qam", "patch", "--allow-empty"], cwd=tmp_path, check=True)
+    script = "base=HEAD^\n" + CAPTURE_CHANGED_FOLDERS.format(head="HEAD") + '\nprintf "%s\\n" "$@"'
+    return subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+def test_changed_coverage_captures_the_folders_of_changed_sources_only(tmp_path):
+    assert capture_words(tmp_path, {"src/backend/a.c": "new\n", "src/backend/parser/gram.y": "new\n",
+                                    "README": "new\n"}) == [
+        "--directory", "src/backend", "--directory", "src/backend/parser"]
+
+
+def test_a_changed_header_or_no_source_captures_the_whole_tree(tmp_path):
+    assert capture_words(tmp_path / "h", {"src/backend/a.c": "new\n", "src/include/b.h": "new\n"}) == [
+        "--directory", "."]
+    assert capture_words(tmp_path / "doc", {"README": "new\n"}) == ["--directory", "."]
