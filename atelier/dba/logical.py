@@ -120,6 +120,13 @@ def lag(src: Server, subscription: str) -> int | None:
     return rows[0]["lag"] if rows else None
 
 
+# Schemas atelier makes in every server's pooled databases (PgBouncer's
+# auth_query function): they are on both sides already, and restoring them
+# stopped the copy with `schema "pgbouncer" already exists`. Extensions need no
+# such care: pg_dump writes CREATE EXTENSION IF NOT EXISTS.
+OWN_SCHEMAS = "--exclude-schema=pgbouncer"
+
+
 def copy_schema(src: Server, dst: Server, db: str, say) -> None:
     """pg_dump --schema-only of the source, restored on the destination, by
     the newer of the two pg_dumps (an older one refuses a newer server)."""
@@ -130,9 +137,9 @@ def copy_schema(src: Server, dst: Server, db: str, say) -> None:
     say(f"copying the schema of {db} from {src.name} to {dst.name}")
     if dst.major >= src.major:
         dst.step("copying the schema",
-                 f"set -o pipefail; pg_dump --schema-only {shlex.quote(connection_to(matrix, src.name, db))} | "
+                 f"set -o pipefail; pg_dump --schema-only {OWN_SCHEMAS} {shlex.quote(connection_to(matrix, src.name, db))} | "
                  f'{psql_local(db)} >/dev/null')
     else:
         src.step("copying the schema",
-                 f'set -o pipefail; pg_dump --schema-only -h "$PG_SOCKET_DIR" -d {shlex.quote(db)} | '
+                 f'set -o pipefail; pg_dump --schema-only {OWN_SCHEMAS} -h "$PG_SOCKET_DIR" -d {shlex.quote(db)} | '
                  f"psql -XAtq -v ON_ERROR_STOP=1 {shlex.quote(connection_to(matrix, dst.name, db))} >/dev/null")
