@@ -137,7 +137,8 @@ def copy_schema(src: Server, dst: Server, db: str, say) -> None:
     say(f"copying the schema of {db} from {src.name} to {dst.name}")
     if dst.major >= src.major:
         dst.step("copying the schema",
-                 f"set -o pipefail; pg_dump --schema-only {OWN_SCHEMAS} {shlex.quote(connection_to(matrix, src.name, db))} | "
+                 f"set -o pipefail; pg_dump --schema-only {OWN_SCHEMAS} "
+                 f"{shlex.quote(connection_to(matrix, src.name, db))} | "
                  f'{psql_local(db)} >/dev/null')
     else:
         src.step("copying the schema",
