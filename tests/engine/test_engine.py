@@ -8,9 +8,11 @@ they hold nothing of the test's and make the next run fast)."""
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 import socket
+import stat
 import subprocess
 import tarfile
 
@@ -180,13 +182,61 @@ def test_no_secret_or_private_key_in_any_image_layer(environ, settings, client):
                settings.pgbouncer_auth_password.encode(), settings.patroni_api_password.encode(),
                settings.keys.bastion_private.encode()[40:120],
                settings.keys.client_key_path.read_bytes()[40:120]]
-    key_paths = re.compile(r"(^|/)(etc/ssh/ssh_host_[a-z0-9]+_key|etc/ssl/private/.+|\.ssh/id_[a-z0-9]+)$")
     images = ["atelier-haproxy", "atelier-apache2", "atelier-squid", "atelier-debian12-init",
               "atelier-debian12-pg15", "atelier-debian13-init", "atelier-debian13-pg17"]
-    # One `docker save` of every image: a layer the images share (the base,
-    # the init under its pg image) is read once, and the manifest says which
-    # image has which layers. Layers are `<id>/layer.tar` (a symlink to an
-    # equal layer written before it) or, from Docker 25 on, `blobs/sha256/<digest>`.
+    layers_of = layer_folders(client, images)
+    if layers_of is None:  # not overlay2 on this machine: the engine streams the layers
+        found, layers_of = scan_saved_layers(images, secrets)
+    else:
+        found = {folder: scan_layer_folder(folder, secrets)
+                 for folder in {folder for layers in layers_of.values() for folder in layers}}
+    for image in images:
+        assert len(layers_of[image]) > 1, image
+        for layer in layers_of[image]:
+            assert layer in found, (image, layer)  # every layer was read
+            assert not found[layer], f"{image}: {found[layer]}"
+
+
+KEY_PATHS = re.compile(r"(^|/)(etc/ssh/ssh_host_[a-z0-9]+_key|etc/ssl/private/.+|\.ssh/id_[a-z0-9]+)$")
+
+
+def layer_folders(client, images) -> dict[str, list[str]] | None:
+    """Each image's layers as folders of the local engine's overlay2 store, or
+    None when the engine keeps them otherwise. Reading them in place is the
+    same bytes as `docker save` streams, at a fraction of its time (140 s for
+    these 6 GB), and a layer the images share is one folder, read once."""
+    layers_of = {}
+    for image in images:
+        driver = client.images.get(image).attrs["GraphDriver"]
+        folders = [driver["Data"].get("UpperDir", "")] + [
+            folder for folder in driver["Data"].get("LowerDir", "").split(":") if folder]
+        if driver["Name"] != "overlay2" or not all(os.path.isdir(folder) for folder in folders):
+            return None
+        layers_of[image] = folders
+    return layers_of
+
+
+def scan_layer_folder(folder: str, secrets: list[bytes]) -> list[str]:
+    """What one layer holds that it must not: key files by path, secrets in
+    regular files (symlinks are not followed: they point into the host here)."""
+    problems = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            inside = os.path.relpath(path, folder)
+            if KEY_PATHS.search(inside):
+                problems.append(inside)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                with open(path, "rb") as file:
+                    data = file.read()
+                problems += [f"{inside} holds a secret" for secret in secrets if secret in data]
+    return problems
+
+
+def scan_saved_layers(images, secrets) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The same scan over one `docker save` of every image: layers are
+    `<id>/layer.tar` (a symlink to an equal layer written before it) or, from
+    Docker 25 on, `blobs/sha256/<digest>`; the manifest says which image has which."""
     saved = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
     found: dict[str, list[str]] = {}  # layer -> what it holds that it must not
     same_as: dict[str, str] = {}  # a symlinked layer -> the layer it repeats
@@ -210,7 +260,7 @@ def test_no_secret_or_private_key_in_any_image_layer(environ, settings, client):
             problems = found.setdefault(member.name, [])
             with layer:
                 for entry in layer:
-                    if key_paths.search(entry.name):
+                    if KEY_PATHS.search(entry.name):
                         problems.append(entry.name)
                     if entry.isfile():
                         data = layer.extractfile(entry).read()
@@ -218,11 +268,7 @@ def test_no_secret_or_private_key_in_any_image_layer(environ, settings, client):
     assert saved.wait() == 0
     layers_of = {tag.split(":")[0]: [same_as.get(layer, layer) for layer in item["Layers"]]
                  for item in manifest for tag in item["RepoTags"]}
-    for image in images:
-        assert len(layers_of[image]) > 1, image
-        for layer in layers_of[image]:
-            assert layer in found, (image, layer)  # every layer was read
-            assert not found[layer], f"{image}: {found[layer]}"
+    return found, layers_of
 
 # ---- bad input and faults ------------------------------------------------------------
 
