@@ -201,3 +201,18 @@ def secret(environ, key):
         if line.startswith(key + "="):
             return line.split("=", 1)[1].strip("'")
     raise AssertionError(f"{key} not in the state folder")
+
+
+def prometheus(environ, path: str, **params):
+    """GET /api/v1/<path> of a test project's Prometheus, on its published port
+    on 127.0.0.1: the answer's data."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    url = (f"http://127.0.0.1:{environ['ATELIER_PROMETHEUS_PORT']}/api/v1/{path}"
+           + (f"?{urllib.parse.urlencode(params)}" if params else ""))
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        body = json.loads(answer.read())
+    assert body["status"] == "success", body
+    return body["data"]

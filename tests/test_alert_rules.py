@@ -1,4 +1,4 @@
-"""The expert note's alert rules (files/prometheus/rules/), without the
+"""The expert note's alert rules (files/prometheus/etc/prometheus/atelier-rules/), without the
 engine: promtool's own unit tests with synthetic series (each alert fires
 above its threshold once its `for` has passed, not before, not below, and
 resolves), and the rules are the note's, word for word."""
@@ -14,7 +14,7 @@ import yaml
 
 from atelier.render.templates import FILES
 
-RULES = FILES / "prometheus/rules/postgresql-alerts.yml"
+RULES = FILES / "prometheus/etc/prometheus/atelier-rules/postgresql-alerts.yml"
 TESTS = Path(__file__).resolve().parent / "data/promtool/postgresql-alerts.test.yml"
 
 
@@ -59,6 +59,6 @@ def test_the_unit_tests_would_see_a_wrong_threshold(tmp_path):
     moved = tmp_path / "rules.yml"
     moved.write_text(RULES.read_text().replace("> 0.8", "> 0.95"))
     tests = tmp_path / "tests.yml"
-    tests.write_text(TESTS.read_text().replace("../../../files/prometheus/rules/postgresql-alerts.yml", "rules.yml"))
+    tests.write_text(TESTS.read_text().replace("../../../files/prometheus/etc/prometheus/atelier-rules/postgresql-alerts.yml", "rules.yml"))
     run = subprocess.run([promtool(), "test", "rules", "tests.yml"], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode != 0 and "HighConnectionUsage" in run.stdout + run.stderr

@@ -37,6 +37,9 @@ class Service:
 
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+EXPORTER_PORT = 9187  # postgres_exporter's, in every server when monitoring is on
 SERVICE_TABLE = (
     Service("haproxy", 1, 22, "ssh_port"),
     Service("apache2", 2, 80, "http_port", ("html", "/var/www/html")),
@@ -46,10 +49,17 @@ SERVICE_TABLE = (
     # loss (ATELIER_ETCD_MEMBERS=1 for one). Never published on the host.
     *(Service(f"etcd{n}", 4 + n, ETCD_CLIENT_PORT, "", ("data", "/var/lib/etcd"), enabled_by="patroni",
               image="etcd", member=n) for n in (1, 2, 3)),
+    # Monitoring (ATELIER_MONITORING=1): Prometheus, whose UI is published only
+    # when ATELIER_PROMETHEUS_PORT says where, and its Alertmanager (same image).
+    Service("prometheus", 8, PROMETHEUS_PORT, "prometheus_port", ("data", "/var/lib/prometheus"),
+            enabled_by="monitoring"),
+    Service("alertmanager", 9, ALERTMANAGER_PORT, "", ("data", "/var/lib/alertmanager"),
+            enabled_by="monitoring", image="prometheus"),
 )
 SERVICE_BY_NAME = {s.name: s for s in SERVICE_TABLE}
 SERVICES = tuple(s.name for s in SERVICE_TABLE if not s.enabled_by)
-# Services that run only when a setting asks for them (ATELIER_PGBOUNCER, ATELIER_HA=patroni).
+# Services that run only when a setting asks for them (ATELIER_PGBOUNCER, ATELIER_HA=patroni,
+# ATELIER_MONITORING).
 OPTIONAL_SERVICES = tuple(s.name for s in SERVICE_TABLE if s.enabled_by)
 HA_MODES = ("plain", "patroni")
 # The OS that the service images (haproxy, squid, apache2) are built on.

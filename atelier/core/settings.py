@@ -43,6 +43,10 @@ class Settings:
     sudo_password: str = ""
     pgbouncer_auth_password: str = ""  # PgBouncer's auth_query role, pgbouncer_auth
     patroni_api_password: str = ""  # Patroni's REST API, for what changes a cluster (POST)
+    monitor_password: str = ""  # postgres_exporter's role, atelier_monitor (pg_monitor only)
+    monitoring: bool = False  # Prometheus, Alertmanager and a postgres_exporter in every server
+    prometheus_port: int | None = None  # Prometheus's UI, published only when set
+    alert_for: str = ""  # every alert rule's `for:` in the running copy; "" keeps the note's
     ha: str = "plain"  # who runs each active/standby pair's failover: atelier's tasks, or Patroni
     etcd_members: int = 3  # Patroni's etcd: 3 (a real quorum) or 1
     privileged: bool = False
@@ -158,6 +162,17 @@ def _etcd_members(env: dict) -> int:
     return int(raw)
 
 
+# A Prometheus duration, as a rule's `for:` takes it: 0s, 30s, 2m, 1h30m.
+DURATION_PATTERN = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+
+
+def _alert_for(raw: str) -> str:
+    if raw and not DURATION_PATTERN.match(raw):
+        raise AtelierError(f"ATELIER_ALERT_FOR={raw} is not a Prometheus duration; valid: empty (the rules' own), "
+                           "or a number and a unit of ms, s, m, h, d, w, y, like 0s, 30s or 2m")
+    return raw
+
+
 def _network_driver(raw: str) -> str:
     if raw not in NETWORK_DRIVERS:
         raise AtelierError(f"ATELIER_NETWORK={raw} is not a network driver atelier uses; valid: "
@@ -178,7 +193,8 @@ SECRET_FIELDS = {"ATELIER_SUPERUSER_PASSWORD": "superuser_password",
                  "ATELIER_REPLICATION_PASSWORD": "replication_password",
                  "ATELIER_SUDO_PASSWORD": "sudo_password",
                  "ATELIER_PGBOUNCER_AUTH_PASSWORD": "pgbouncer_auth_password",
-                 "ATELIER_PATRONI_API_PASSWORD": "patroni_api_password"}
+                 "ATELIER_PATRONI_API_PASSWORD": "patroni_api_password",
+                 "ATELIER_MONITOR_PASSWORD": "monitor_password"}
 
 
 def _checked_secret(key: str, value: str) -> str:
@@ -307,12 +323,14 @@ def parse_settings(env: dict, root: Path) -> Settings:
     ports = {
         key: _int(env, key, default, 1, 65535)
         for key, default in (("ATELIER_SSH_PORT", 8022), ("ATELIER_HTTP_PORT", 8080),
-                             ("ATELIER_SQUID_PORT", None), ("ATELIER_PGBOUNCER_PORT", None))
+                             ("ATELIER_SQUID_PORT", None), ("ATELIER_PGBOUNCER_PORT", None),
+                             ("ATELIER_PROMETHEUS_PORT", None))
     }
     published = {k: v for k, v in ports.items() if v is not None}
     if len(set(published.values())) != len(published):
         raise AtelierError(
-            "ATELIER_SSH_PORT, ATELIER_HTTP_PORT, ATELIER_SQUID_PORT and ATELIER_PGBOUNCER_PORT must differ; got "
+            "ATELIER_SSH_PORT, ATELIER_HTTP_PORT, ATELIER_SQUID_PORT, ATELIER_PGBOUNCER_PORT and "
+            "ATELIER_PROMETHEUS_PORT must differ; got "
             + ", ".join(f"{k}={v}" for k, v in published.items())
         )
 
@@ -339,6 +357,9 @@ def parse_settings(env: dict, root: Path) -> Settings:
         squid_port=ports["ATELIER_SQUID_PORT"],
         pgbouncer=_bool(env, "ATELIER_PGBOUNCER", False),
         pgbouncer_port=ports["ATELIER_PGBOUNCER_PORT"],
+        monitoring=_bool(env, "ATELIER_MONITORING", False),
+        prometheus_port=ports["ATELIER_PROMETHEUS_PORT"],
+        alert_for=_alert_for(env.get("ATELIER_ALERT_FOR", "").strip()),
         ha=_ha(env.get("ATELIER_HA") or "plain"),
         etcd_members=_etcd_members(env),
         bind_address=_bind_address(env.get("ATELIER_BIND_ADDRESS", "127.0.0.1")),

@@ -4,13 +4,16 @@ images (keys, passwords, roles). Pure: model + settings -> file contents."""
 
 from __future__ import annotations
 
+import re
 import shlex
+from urllib.parse import quote
 
-from atelier.core.matrix import ETCD_CLIENT_PORT, ETCD_PEER_PORT, PGBOUNCER_PORT
+from atelier.core.matrix import (ALERTMANAGER_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, PGBOUNCER_PORT,
+                                 PROMETHEUS_PORT)
 from atelier.core.quote import pgpass_field, sql_literal
 from atelier.render.archive import File
 from atelier.core.model import PATRONI_TIMINGS, ROLE_CHECK_PORT, Container, Environment
-from atelier.render.templates import render_template
+from atelier.render.templates import FILES, render_template
 from atelier.core.settings import Settings
 
 
@@ -70,7 +73,18 @@ SELECT 'CREATE ROLE pgbouncer_auth' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE
 ALTER ROLE pgbouncer_auth WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION
   NOBYPASSRLS CONNECTION LIMIT 10 PASSWORD {auth};
 SELECT 'CREATE DATABASE experdb OWNER experdba' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'experdb') \\gexec
-{per_db}"""
+{monitor_role_sql(settings) if settings.monitoring else ""}{per_db}"""
+
+
+def monitor_role_sql(settings: Settings) -> str:
+    """postgres_exporter's role (ATELIER_MONITORING=1): it may read statistics
+    (pg_monitor) and nothing else."""
+    return f"""\
+SELECT 'CREATE ROLE atelier_monitor' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'atelier_monitor') \\gexec
+ALTER ROLE atelier_monitor WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION
+  NOBYPASSRLS CONNECTION LIMIT 5 PASSWORD {sql_literal(settings.monitor_password)};
+GRANT pg_monitor TO atelier_monitor;
+"""
 
 
 def pgpass(settings: Settings) -> str:
@@ -110,6 +124,40 @@ def etcd_env(env: Environment, member: Container) -> str:
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
 
 
+# Prometheus scrapes and evaluates this often: quick enough for a lab whose
+# drills last minutes (Prometheus's own default is 1m, the usual setting 15s).
+SCRAPE_INTERVAL = "5s"
+RULES_FILE = FILES / "prometheus/etc/prometheus/atelier-rules/postgresql-alerts.yml"
+FOR_LINE = re.compile(r"^(\s*for:\s*)\S+\s*$", re.MULTILINE)
+
+
+def shortened_rules(alert_for: str) -> str:
+    """The note's rules with every `for:` set to `alert_for` (ATELIER_ALERT_FOR)."""
+    header = f"# ATELIER_ALERT_FOR={alert_for}: every `for:` below is shortened from the note's.\n"
+    return header + FOR_LINE.sub(lambda m: m.group(1) + alert_for, RULES_FILE.read_text())
+
+
+def prometheus_files(env: Environment) -> dict[str, File]:
+    s = env.settings
+    yml = render_template("prometheus.yml.j2", project=env.project, scrape_interval=SCRAPE_INTERVAL,
+                          alertmanager=f"{env.service_address('alertmanager')}:{ALERTMANAGER_PORT}",
+                          alert_for=s.alert_for, prometheus_port=PROMETHEUS_PORT)
+    # What atelier-prometheus-targets labels each server's exporter with.
+    servers = "".join(f"{c.name} {c.address} {c.os} {c.major}\n" for c in env.servers)
+    files = {"etc/atelier/prometheus.yml": (yml.encode(), 0o644),
+             "etc/atelier/prometheus-servers": (servers.encode(), 0o644)}
+    if s.alert_for:
+        files["etc/atelier/rules/postgresql-alerts.yml"] = (shortened_rules(s.alert_for).encode(), 0o644)
+    return files
+
+
+def exporter_env(settings: Settings) -> str:
+    """postgres_exporter's login, as atelier_monitor over TCP on the server
+    itself: read by systemd from a 0600 file, never on a command line."""
+    password = quote(settings.monitor_password, safe="")
+    return f"DATA_SOURCE_NAME=postgresql://atelier_monitor:{password}@127.0.0.1:5432/postgres?sslmode=disable\n"
+
+
 def atelier_env(env: Environment, container: Container) -> str:
     values = {
         "ATELIER_PROJECT": env.project,
@@ -139,6 +187,11 @@ def runtime_files(env: Environment, container: Container) -> dict[str, File]:
         files["etc/squid/conf.d/atelier.conf"] = (squid_conf(env).encode(), 0o644)
     elif container.role == "pgbouncer":
         files.update(pgbouncer_files(env))
+    elif container.role == "prometheus":
+        files.update(prometheus_files(env))
+    elif container.role == "alertmanager":
+        files["etc/atelier/alertmanager.yml"] = (render_template("alertmanager.yml.j2", project=env.project).encode(),
+                                                 0o644)
     elif container in env.etcd_members:
         files["etc/atelier/etcd.env"] = (etcd_env(env, container).encode(), 0o644)
     if container.systemd:
@@ -159,4 +212,6 @@ def runtime_files(env: Environment, container: Container) -> dict[str, File]:
             files["etc/atelier/roles.sql"] = (roles_sql(env.settings).encode(), 0o600)
         if patroni:
             files["etc/atelier/patroni.yml"] = (patroni_yml(env, container).encode(), 0o600)
+        if env.settings.monitoring:
+            files["etc/atelier/postgres-exporter.env"] = (exporter_env(env.settings).encode(), 0o600)
     return files

@@ -29,6 +29,7 @@ FILES = _data_folder("files")
 
 # Which folders of files/ each kind of image copies in (folder -> path in context).
 IMAGE_FILES = {"init": ("common",), "pg": ("postgres", "home"), "service": ()}
+SERVICE_FILES = {"prometheus": ("prometheus",)}
 
 
 @lru_cache(maxsize=1)
@@ -79,7 +80,8 @@ def dockerfile(image: Image, settings: Settings) -> str:
 def _image_files(image: Image) -> dict[str, File]:
     """The files/ folders an image copies, templates (*.j2) rendered for it."""
     out: dict[str, File] = {}
-    for folder in IMAGE_FILES[image.kind]:
+    folders = SERVICE_FILES.get(image.service, ()) if image.kind == "service" else IMAGE_FILES[image.kind]
+    for folder in folders:
         for path in sorted((FILES / folder).rglob("*")):
             if not path.is_file():
                 continue

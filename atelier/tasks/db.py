@@ -15,6 +15,7 @@ from atelier.core.table import format_table
 from atelier.dba import backup as dba_backup
 from atelier.dba import drill as dba_drill
 from atelier.dba import health, logical as dba_logical, patroni as dba_patroni, pgbench, pgbouncer, pitr as dba_pitr
+from atelier.dba import prometheus
 from atelier.dba import replication as dba
 from atelier.dba import routes as dba_routes, tuning
 from atelier.dba.server import Server
@@ -444,6 +445,55 @@ def pool(c):
     """PgBouncer's SHOW POOLS and SHOW STATS (ATELIER_PGBOUNCER=1)."""
     with session(c) as current:
         print(pgbouncer.console(current.engine, current.matrix, ["SHOW POOLS", "SHOW STATS"]), end="")
+
+
+@atelier_task(help={"json": "print JSON"})
+def alerts(c, json=False):
+    """Pending and firing alerts from Prometheus (ATELIER_MONITORING=1), one line each; exit 1 when a critical one fires."""
+    with session(c) as current:
+        prometheus.require(current.matrix)
+        found = prometheus.alerts(current.engine, current.matrix)
+    if json:
+        print(json_module.dumps([asdict(a) for a in found], indent=2))
+    else:
+        now = time.time()
+        for alert in found:
+            print(prometheus.alert_line(alert, now))
+        if not found:
+            print("no alert pending or firing")
+        print(prometheus.rules_note(current.matrix), file=sys.stderr)
+    critical = [a for a in found if a.critical_and_firing]
+    if critical:
+        raise AtelierError(f"{len(critical)} critical alert(s) firing: "
+                           + ", ".join(f"{a.name} on {a.server}" for a in critical))
+
+
+@atelier_task(help={"target": "container name, glob or comma list (default: every server)",
+                    "since": "how far back the chart goes: a number and s, m, h or d (default 1h)",
+                    "chart": "draw the four expressions over time as a PNG"})
+def metrics(c, target=None, since="1h", chart=False):
+    """The expert note's four expressions per server from Prometheus (ATELIER_MONITORING=1); --chart draws them."""
+    seconds = prometheus.parse_since(since)
+    with session(c) as current:
+        prometheus.require(current.matrix)
+        names = targets(current, target) if target else [s.name for s in current.matrix.servers]
+        names = [n for n in names if current.matrix.container(n).is_server]
+        if not names:
+            raise AtelierError(f"--target {target} names no server")
+        if chart:
+            series = prometheus.ranges(current.engine, current.matrix, names, seconds)
+            path = current.settings.bench_dir / "metrics" / time.strftime("%Y%m%d-%H%M%S.png")
+            prometheus.chart(series, path, since)
+        else:
+            now = prometheus.latest(current.engine, current.matrix, names)
+    if chart:
+        print(path)
+    else:
+        titles = [title for title, _, _ in prometheus.NOTE_EXPRESSIONS]
+        print(format_table(("server", *titles), [(name, *(f"{now[name][t]:.4g}" if t in now[name] else "-"
+                                                          for t in titles)) for name in names],
+                           right=tuple(titles)))
+    print(prometheus.where_the_ui_is(current.matrix), file=sys.stderr)
 
 
 @atelier_task(help={"target": SERVER_HELP, "clients": "client counts, comma-separated (default 10,50,500)",

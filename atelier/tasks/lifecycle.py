@@ -10,7 +10,7 @@ from invoke.exceptions import Exit
 from atelier.core.errors import AtelierError
 from atelier.core.state import remember_selection
 from atelier.core.table import format_table
-from atelier.dba import patroni as dba_patroni
+from atelier.dba import patroni as dba_patroni, prometheus as dba_prometheus
 from atelier.engine import host as engine_host
 from atelier.engine.build import build_all, ensure_base, summary_table
 from atelier.engine.status import reread_host_keys, status as engine_status
@@ -118,6 +118,11 @@ def status(c):
         else:
             print("failover: plain (atelier's db.switchover, db.failover, db.rejoin); ATELIER_HA=patroni hands "
                   "each pair to Patroni", file=sys.stderr)
+    if env.settings.monitoring and "prometheus" in present:
+        try:
+            print(dba_prometheus.summary(dba_prometheus.alerts(engine, env)), file=sys.stderr)
+        except AtelierError as error:
+            print(f"alerts: unknown ({error})", file=sys.stderr)
     print(engine_host.reach_line(settings_of(c), engine.host), file=sys.stderr)
 
 

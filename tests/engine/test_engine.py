@@ -177,12 +177,13 @@ def test_switch_to_debian13_keeps_debian12_volumes(environ, settings, client):
 def test_no_secret_or_private_key_in_any_image_layer(environ, settings, client):
     """Every layer of every image the tests build: no password, no private key
     of atelier's, no host key, TLS key or user key file."""
-    inv(environ, "build", "--profile", "debian")
+    inv({**environ, "ATELIER_MONITORING": "1"}, "build", "--profile", "debian")
     secrets = [settings.superuser_password.encode(), settings.replication_password.encode(),
                settings.pgbouncer_auth_password.encode(), settings.patroni_api_password.encode(),
+               settings.monitor_password.encode(),
                settings.keys.bastion_private.encode()[40:120],
                settings.keys.client_key_path.read_bytes()[40:120]]
-    images = ["atelier-haproxy", "atelier-apache2", "atelier-squid", "atelier-debian12-init",
+    images = ["atelier-haproxy", "atelier-apache2", "atelier-squid", "atelier-prometheus", "atelier-debian12-init",
               "atelier-debian12-pg15", "atelier-debian13-init", "atelier-debian13-pg17"]
     layers_of = layer_folders(client, images)
     if layers_of is None:  # not overlay2 on this machine: the engine streams the layers

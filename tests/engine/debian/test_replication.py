@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ENGINE, ROOT, default_sigint, inv, pgbouncer_psql, secret, wait_for
+from helpers import ENGINE, ROOT, default_sigint, inv, pgbouncer_psql, prometheus, secret, wait_for
 from helpers import servers_of as on
 
 pytestmark = pytest.mark.engine
@@ -69,6 +69,12 @@ def pair_with_primary(environ, primary: str) -> str:
     return other
 
 
+def scraped_serves(environ):
+    """(server, serves label) of each exporter Prometheus scraped last."""
+    found = prometheus(environ, "query", query='up{job="postgres"} == 1')["result"]
+    return {(r["metric"]["container"], r["metric"]["serves"]) for r in found}
+
+
 def drill(environ, *args) -> dict:
     run = inv(environ, "db.drill", *args, "--json", check=False)
     assert run.returncode == 0, run.stderr
@@ -102,6 +108,11 @@ def test_switchover_and_switchback_lose_nothing_and_stream_again(environ):
     assert there["committed"] > 50 and there["lost_count"] == 0 and there["present"] == there["committed"]
     assert there["write_gap"] is not None
     assert serves(environ, STANDBY) == "primary" and wait_for(lambda: follows(environ, ACTIVE) == STANDBY)
+    # Prometheus labels each server with what it serves now (monitoring is on
+    # in this profile): both labels change, within two 5 s scrapes plus the
+    # targets' 2 s round (bench/monitoring.py measures it).
+    assert wait_for(lambda: {(ACTIVE, "standby"), (STANDBY, "primary")} <= scraped_serves(environ), timeout=30), \
+        scraped_serves(environ)
 
     back = drill(environ, "switchover", "-t", "debian12-pg15-*")
     assert back["old_primary"] == STANDBY and back["new_primary"] == ACTIVE
