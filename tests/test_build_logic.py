@@ -34,6 +34,10 @@ def test_a_failed_build_is_named_by_the_package_managers_own_error():
     assert failure_reason(log).startswith("E: Release file for http://deb.debian.org/debian/dists/forky/")
     assert failure_reason("Error: Unable to find a match: liburing-devel\nThe command ... 1") == \
         "Error: Unable to find a match: liburing-devel"
+    promtool = ("Checking /etc/prometheus/atelier-rules/postgresql-alerts.yml\n  FAILED:\n/etc/prometheus/atelier-rules/"
+                "postgresql-alerts.yml: 21:15: group \"postgresql-alerts\", rule 3, \"ReplicationLag\": could not parse "
+                "expression\nThe command '/bin/sh -c promtool check rules' returned a non-zero code: 1")
+    assert '"ReplicationLag": could not parse expression' in failure_reason(promtool)
     assert failure_reason("step\nThe command x returned 2") == "The command x returned 2"
     assert failure_reason("") == "no output"
 

@@ -172,11 +172,12 @@ def _build_once(client, tag: str, context: bytes, proxy: dict, say, labels: dict
 def failure_reason(log: str) -> str:
     """What a failed build says went wrong: the package manager's own error
     (apt's `E:` line, dnf's `Error:`: it names the package or the archive),
-    else the build's last line."""
+    promtool's line naming the alert rule it rejects, else the build's last line."""
     lines = log.strip().splitlines()
     if not lines:
         return "no output"
-    named = [line.strip() for line in lines if re.match(r"\s*(E:|Error:|No match for argument)", line)]
+    named = [line.strip() for line in lines if re.match(r"\s*(E:|Error:|No match for argument)", line)
+             or re.search(r'rule \d+, "[^"]+"', line)]  # promtool's word on a rule it rejects
     return named[0] if named else lines[-1]
 
 

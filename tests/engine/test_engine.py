@@ -327,3 +327,17 @@ def test_build_retries_transient_failures_only(client):
     assert (result.outcome, result.tries) == ("failed", 1)
     assert "returned a non-zero code: 127" in result.error
     assert sleeps == [2.0, 4.0]
+
+
+def test_a_rule_promtool_rejects_fails_the_prometheus_build_and_names_the_rule(settings, client):
+    from atelier.core.model import service_image
+    from atelier.render.templates import build_context
+
+    context = build_context(service_image("prometheus"), settings)
+    rules = "prometheus/etc/prometheus/atelier-rules/postgresql-alerts.yml"
+    content, mode = context[rules]
+    context[rules] = (content.replace(b"> 100000000", b"> > 100000000"), mode)
+    result = build_image(client, "ateliertest-broken-rules", tar_bytes(context), tries=1, say=lambda _: None)
+    assert result.outcome == "failed"
+    assert '"ReplicationLag"' in result.error and "parse error" in result.error, result.error
+    assert not client.images.list(name="ateliertest-broken-rules")

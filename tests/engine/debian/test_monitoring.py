@@ -168,3 +168,4 @@ def test_alerts_without_monitoring_is_one_line(environ):
     off = inv({**environ, "ATELIER_MONITORING": "0"}, "db.alerts", check=False)
     assert off.returncode == 1
     assert off.stderr.strip() == "atelier: monitoring is not enabled: set ATELIER_MONITORING=1 in .env, then `inv up`"
+
