@@ -7,6 +7,8 @@ a pair and a standalone) with ATELIER_MONITORING=1 and every `for:` at 0s:
   on the standby, WAL written on the primary; the crossing is seen by
   polling pg_stat_replication on the primary, the firing by polling
   Prometheus's /api/v1/alerts (aim < 2 scrape intervals, 10 s);
+- a switchover's end to both servers' serves labels changed (aim: two
+  scrape intervals);
 - CPU and memory, idle: the prometheus and alertmanager containers (the
   engine's stats) and every exporter (its process in each server), over a
   minute.
@@ -116,6 +118,20 @@ def main() -> None:
     report("replication lag over 100 MB to ReplicationLag firing (for: 0s)", delays,
            aim=f"< 2 scrape intervals ({2 * SCRAPE_INTERVAL:.0f} s)")
     print(f"median in scrape intervals: {statistics.median(delays) / SCRAPE_INTERVAL:.2f}")
+
+    def serves_labels() -> set:
+        found = api("query", query='up{job="postgres"} == 1')["result"]
+        return {(r["metric"]["container"], r["metric"]["serves"]) for r in found}
+
+    relabelled = []
+    for new_primary, new_standby in ((standby, primary), (primary, standby)):
+        inv("db.switchover", "-t", new_primary)
+        done = time.time()
+        while not {(new_primary, "primary"), (new_standby, "standby")} <= serves_labels():
+            time.sleep(0.1)
+        relabelled.append(time.time() - done)
+    report("switchover done to both serves labels changed", relabelled,
+           aim=f"within 2 scrape intervals ({2 * SCRAPE_INTERVAL:.0f} s)")
 
 
 if __name__ == "__main__":

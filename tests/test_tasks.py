@@ -69,3 +69,12 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     err = listing.stderr.read().decode()
     listing.wait(timeout=30)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_two_installs_at_once_are_one_line_before_any_engine(context):
+    from atelier.tasks import pg
+
+    with pytest.raises(Exit) as stopped:
+        pg.install(context, target="debian12-pg15-active", docs=True, core=True)
+    assert stopped.value.code == 1
+    assert str(stopped.value.message) == "atelier: --docs and --core ask for different installs; choose one"

@@ -128,9 +128,10 @@ def check(c, suite: str = "", jobs: int = 0, **kw) -> None:
     step(c, f"make -C {where} check", f'cd "{SOURCE}" && make -s {jobs_flag} -C {shlex.quote(where)} check', **kw)
 
 
-def install(c, docs: bool = False, **kw) -> None:
-    """pg-install: over the packaged server, so its service runs the new build."""
+def install(c, docs: bool = False, core: bool = False, **kw) -> None:
+    """pg-install: over the packaged server, so its service runs the new build
+    (with `core`, the server and its programs only: contrib stays as installed)."""
     need_source(c, **kw)
-    target = "install-world" if docs else "install-world-bin"
+    target = "install" if core else "install-world" if docs else "install-world-bin"
     step(c, f"make {target}", f'cd "{SOURCE}" && make -s {target}', sudo=True, **kw)
     step(c, "giving the tree back to postgres", f'chown -R postgres:postgres "{SOURCE}"', sudo=True, **kw)

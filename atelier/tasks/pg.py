@@ -59,10 +59,14 @@ def check(c, target=None, suite="", jobs=0, user=None):
     on_targets(c, target, user, lambda ctx, **streams: build.check(ctx, suite, int(jobs), **streams))
 
 
-@atelier_task(help={**TARGET_AND_USER, "docs": "install-world (with docs) instead of install-world-bin"})
-def install(c, target=None, docs=False, user=None):
+@atelier_task(help={**TARGET_AND_USER, "docs": "install-world (with docs) instead of install-world-bin",
+                    "core": "the server and its programs only (make install): after `pg.make --what all`; "
+                            "the installed extensions stay"})
+def install(c, target=None, docs=False, core=False, user=None):
     """Install the build over the packaged server (its service then runs it)."""
-    on_targets(c, target, user, lambda ctx, **streams: build.install(ctx, docs, **streams))
+    if docs and core:
+        raise AtelierError("--docs and --core ask for different installs; choose one")
+    on_targets(c, target, user, lambda ctx, **streams: build.install(ctx, docs, core, **streams))
 
 
 def _service_task(action):
