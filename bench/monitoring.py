@@ -63,9 +63,11 @@ def main() -> None:
 
     # Idle: CPU seconds and memory over a minute.
     def exporter_cpu(name: str) -> tuple[float, int]:
-        out = container[name].exec_run(["sh", "-c", "ps -C prometheus-postgres-exporter -o cputimes=,rss="]).output
-        seconds, rss = out.decode().split()
-        return float(seconds), int(rss) * 1024
+        """The exporter's CPU seconds (user + system, in clock ticks of 1/100 s) and resident bytes."""
+        out = container[name].exec_run(["sh", "-c", "pid=$(pgrep -f postgres-exporter | head -n1); "
+                                        "cut -d' ' -f14,15 /proc/$pid/stat; grep VmRSS /proc/$pid/status"]).output
+        words = out.decode().split()
+        return (int(words[0]) + int(words[1])) / 100, int(words[3]) * 1024
 
     services = ("prometheus", "alertmanager")
     before = {name: exporter_cpu(name) for name in (s.name for s in matrix.servers)}
@@ -74,7 +76,7 @@ def main() -> None:
     after = {name: exporter_cpu(name) for name in before}
     stats_after = {s: container[s].stats(stream=False) for s in services}
     for name in before:
-        print(f"exporter on {name}: {100 * (after[name][0] - before[name][0]) / 60:.1f} % of one core, "
+        print(f"exporter on {name}: {100 * (after[name][0] - before[name][0]) / 60:.2f} % of one core, "
               f"{after[name][1] / 2**20:.0f} MiB resident")
     for s in services:
         used = stats_after[s]["cpu_stats"]["cpu_usage"]["total_usage"] - stats_before[s]["cpu_stats"]["cpu_usage"]["total_usage"]
