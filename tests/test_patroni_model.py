@@ -121,3 +121,18 @@ def test_patronictl_list_json_of_3_0_and_4_x_reads_alike():
     assert [m.role for m in members] == ["sync standby", "leader"]
     assert members[0].state == "streaming" and members[0].lag_mb == 0.5
     assert parse_members("") == ()
+
+
+def test_a_pair_starts_with_the_member_that_led_it_when_it_stopped(patroni, settings):
+    from atelier.engine.up import start_order
+
+    names = [c.name for c in patroni.containers]
+    first, after = start_order(patroni, names, {"debian12-pg15": "debian12-pg15-standby"})
+    # The recorded leader first; a pair with no record starts with its active.
+    assert after == ["debian12-pg15-active", "debian13-pg17-standby", "debian14-pg18-standby"]
+    assert "debian12-pg15-standby" in first and "etcd1" in first and set(first) | set(after) == set(names)
+    # Only when both members start: a partner already running is the leader's concern, not up's.
+    assert start_order(patroni, ["debian12-pg15-standby"], {"debian12-pg15": "debian12-pg15-active"}) == \
+        (["debian12-pg15-standby"], [])
+    plain = Environment(settings, select("debian"), nofile_ceiling=20000)
+    assert start_order(plain, names, {}) == (names, [])

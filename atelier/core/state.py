@@ -247,3 +247,26 @@ def last_selection(state_dir: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in options.items() if k in ("profile", "os", "pg") and isinstance(v, str)}
+
+
+def remember_leaders(state_dir: Path, leaders: dict[str, str]) -> None:
+    """Under Patroni: which member led each pair when `down` stopped it."""
+    import json
+
+    write_file(state_dir / "patroni-leaders.json", json.dumps({**last_leaders(state_dir), **leaders},
+                                                               sort_keys=True) + "\n")
+
+
+def forget_leaders(state_dir: Path) -> None:
+    """With the volumes gone, the clusters are new: any member may lead."""
+    (state_dir / "patroni-leaders.json").unlink(missing_ok=True)
+
+
+def last_leaders(state_dir: Path) -> dict[str, str]:
+    import json
+
+    try:
+        found = json.loads((state_dir / "patroni-leaders.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(found, dict) else {}

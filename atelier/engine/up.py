@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 
 from atelier.core.errors import AtelierError
-from atelier.core.model import CACHE_LABEL, NOFILE, PROJECT_LABEL, Container, Environment, overlay_ip_range
+from atelier.core.model import CACHE_LABEL, NOFILE, PROJECT_LABEL, Container, Environment, overlay_ip_range, select
 from atelier.core.parallel import parallel_map
-from atelier.core.state import record_host_keys, short_lock, write_file
+from atelier.core.state import (forget_leaders, last_leaders, record_host_keys, remember_leaders, short_lock,
+                                write_file)
 from atelier.engine import host as engine_host
 from atelier.engine.containers import Probe, never_started, probe, readiness, stop_and_remove
 from atelier.render.archive import tar_bytes
@@ -258,8 +259,13 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
         if container.name in plan.create:
             existing[container.name] = _create(client, env, container, specs[container.name],
                                                hashes[container.name])
-    for name in plan.start:
+    first, after = start_order(env, plan.start, last_leaders(env.settings.state_dir))
+    for name in first:
         existing[name].start()
+    if after:
+        wait_for_leaders(env, existing, after, started + timeout, say)
+        for name in after:
+            existing[name].start()
     if plan.create or plan.start:
         say(f"created {len(plan.create)}, started {len(plan.start)} container(s) on network {env.network}")
 
@@ -267,7 +273,7 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
     # as soon as they are read, so that a failed `up` can still be looked into.
     record_host_keys(env.settings, {}, keep=set(existing) - set(plan.create))
     write_ssh_config(env, engine.host)
-    wait_ready(engine, env, existing, say, timeout)
+    wait_ready(engine, env, existing, say, timeout, deadline=started + timeout)
     if any(c.role == "init" for c in env.containers):
         wait_ssh_entry(engine, env, deadline=time.monotonic() + 60)
     seconds = time.monotonic() - started
@@ -276,12 +282,43 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
             "removed": len(plan.remove) + len(plan.recreate), "seconds": seconds}
 
 
-def wait_ready(engine, env: Environment, containers: dict, say=print, timeout: float = 600) -> dict[str, Probe]:
+def start_order(env: Environment, names: list[str], leaders: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(start first, start after): under Patroni, when both members of a pair
+    start, the one that led it when `down` stopped it (else its active)
+    starts first, and its partner only once it leads again; started together
+    with equal WAL, either may win the leader lock. Pure."""
+    if not env.settings.patroni:
+        return list(names), []
+    after = []
+    for pair in env.pairs:
+        members = [m.name for m in pair.members]
+        if all(m in names for m in members):
+            leader = leaders.get(pair.name) if leaders.get(pair.name) in members else members[0]
+            after += [m for m in members if m != leader]
+    return [n for n in names if n not in after], after
+
+
+def wait_for_leaders(env: Environment, containers: dict, after: list[str], deadline: float, say) -> None:
+    """Until the partner of each of `after` serves as the primary (Patroni
+    promotes it once it holds the leader lock), or until `deadline`: then
+    the rest start anyway, and the readiness wait says what is missing."""
+    leaders = [m.name for pair in env.pairs for m in pair.members
+               if m.name not in after and any(o.name in after for o in pair.members)]
+    say(f"starting {', '.join(leaders)} first: each led its pair when it stopped")
+    while time.monotonic() < deadline:
+        if all(probe(containers[name]).get("recovery") == "f" for name in leaders):
+            return
+        time.sleep(0.5)
+
+
+def wait_ready(engine, env: Environment, containers: dict, say=print, timeout: float = 600,
+               deadline: float | None = None) -> dict[str, Probe]:
     """Poll every container of the model until ready (`containers`: name ->
-    container object, the project's); returns each one's last probe."""
+    container object, the project's), until `deadline` (else `timeout`
+    from now); returns each one's last probe."""
     pending = {c.name: c for c in env.containers}
     probes: dict[str, Probe] = {}
-    deadline = time.monotonic() + timeout
+    deadline = deadline if deadline is not None else time.monotonic() + timeout
     last_report = 0.0
     waits: dict[str, str] = {}
     recorded: dict[str, str] = {}
@@ -355,6 +392,26 @@ def _banner(chosen, address: str, port: int) -> bytes:
         return b""
 
 
+def stop_order(env: Environment, found: dict) -> list[list[str]]:
+    """Under Patroni, each pair's replica stops first, then its leader (whose
+    last WAL is then the newest), then everything else; the leaders are
+    recorded for the next `up` to start first. Else everything at once."""
+    if not env.settings.patroni:
+        return [list(found)]
+    pairs = Environment(env.settings, select("full", user_profiles=env.settings.profiles)).pairs
+    members = {m.name for pair in pairs for m in pair.members if m.name in found}
+    leaders = {}
+    for pair in pairs:
+        leading = [m.name for m in pair.members if m.name in found and found[m.name].status == "running"
+                   and probe(found[m.name]).get("recovery") == "f"]
+        if len(leading) == 1:
+            leaders[pair.name] = leading[0]
+    remember_leaders(env.settings.state_dir, leaders)
+    first = set(leaders.values())
+    return [[n for n in found if n in members and n not in first], [n for n in found if n in first],
+            [n for n in found if n not in members]]
+
+
 def down(engine, env: Environment, remove_volumes: bool = False, remove_caches: bool = False, say=print) -> dict:
     """Remove the project's containers and network; with `remove_volumes`
     its volumes too, and with `remove_caches` the compiler caches, which
@@ -363,8 +420,10 @@ def down(engine, env: Environment, remove_volumes: bool = False, remove_caches: 
     import docker
 
     client = engine.client
-    containers = list(engine.project_containers(env.project).values())
-    parallel_map(stop_and_remove, containers, workers=8)
+    found = engine.project_containers(env.project)
+    for wave in stop_order(env, found):
+        parallel_map(stop_and_remove, [found[name] for name in wave], workers=8)
+    containers = list(found.values())
     try:
         client.networks.get(env.network).remove()
     except docker.errors.NotFound:
@@ -374,6 +433,7 @@ def down(engine, env: Environment, remove_volumes: bool = False, remove_caches: 
         volumes = client.volumes.list(filters={"label": f"{PROJECT_LABEL}={env.project}"})
         for volume in volumes:
             volume.remove()
+        forget_leaders(env.settings.state_dir)
     kept = client.volumes.list(filters={"label": CACHE_LABEL}) if remove_volumes else []
     if remove_caches:
         for volume in kept:

@@ -10,6 +10,7 @@ Run alone with `python3 -m pytest tests/engine/test_patroni.py`."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -189,13 +190,22 @@ def test_losing_etcds_quorum_turns_the_leader_read_only_then_writes_resume_with_
 # ---- the environment's life ----------------------------------------------------------------------
 
 def test_down_and_up_keep_the_data_and_each_clusters_leader(environ):
+    # One cluster led by its standby container: started in the model's order
+    # (active first) with equal WAL, the two would race for the leader lock.
+    leader, replica = settle(environ, "debian13-pg17")
+    if leader == "debian13-pg17-active":
+        inv(environ, "db.switchover", "-t", replica)
     leaders = {pair: settle(environ, pair)[0] for pair in PAIRS}
+    assert leaders["debian13-pg17"] == "debian13-pg17-standby"
     for pair, leader in leaders.items():
         on(environ).sql(leader, "create table if not exists kept (n int); insert into kept values (42)", "experdb")
     close_servers(environ)
     inv(environ, "down")
-    inv(environ, "up", "--profile", PROFILE)
+    up = inv(environ, "up", "--profile", PROFILE)
+    assert re.search(r"starting [^\n]*debian13-pg17-standby[^\n]* first: each led its pair when it stopped",
+                     up.stdout), up.stdout
     for pair, leader in leaders.items():
+        assert serves(environ, leader) == "primary"
         assert settle(environ, pair)[0] == leader
         assert on(environ).sql(leader, "select sum(n) from kept", "experdb") == "42"
 
