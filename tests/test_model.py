@@ -228,3 +228,20 @@ def test_experdb_gets_every_extension_the_image_carries_by_its_sql_name():
     # Ubuntu's own majors get the archive's extension packages, as Debian's do.
     for os_name, major in (("ubuntu22", 14), ("ubuntu24", 16)):
         assert "pg_qualstats" in PgBuild(OSES[os_name], major).preload_libraries
+
+
+def test_a_major_past_its_end_of_life_is_named_in_one_line_and_only_then():
+    from datetime import date
+
+    from atelier.core.matrix import END_OF_LIFE, MAJORS, end_of_life_line
+
+    assert set(END_OF_LIFE) == set(MAJORS)
+    assert END_OF_LIFE[14] == date(2026, 11, 12)  # the date, and the policy's
+    assert end_of_life_line([15, 17, 18], date(2026, 12, 2)) == ""
+    assert end_of_life_line([14, 15], date(2026, 11, 11)) == ""
+    assert end_of_life_line([18, 14, 14], date(2026, 12, 2)) == (
+        "past end of life: PostgreSQL 14 (last release 2026-11-12): no more fixes from the PostgreSQL project; "
+        "it runs as before, and `inv db.logical` rehearses the move to a newer major")
+    both = end_of_life_line([14, 15], date(2027, 11, 11))
+    assert "PostgreSQL 14 (last release 2026-11-12), PostgreSQL 15 (last release 2027-11-11)" in both
+    assert "they run as before" in both and "\n" not in both

@@ -145,6 +145,7 @@ def test_alerts_are_read_from_prometheus_answer_firing_first():
     assert line.startswith("FIRING   ReplicationLag") and "value 1.3e+08" in line and "(42 s)" in line
     assert summary(found) == "alerts: 1 firing (1 critical), 1 pending; `inv db.alerts` lists them"
     assert summary([]) == "alerts: 0 firing (0 critical), 0 pending"
+    assert summary([], "0s") == "alerts: 0 firing (0 critical), 0 pending (every `for:` shortened to 0s)"
 
 
 def test_since_takes_a_number_and_a_unit_or_is_one_line():

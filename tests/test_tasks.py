@@ -78,3 +78,12 @@ def test_two_installs_at_once_are_one_line_before_any_engine(context):
         pg.install(context, target="debian12-pg15-active", docs=True, core=True)
     assert stopped.value.code == 1
     assert str(stopped.value.message) == "atelier: --docs and --core ask for different installs; choose one"
+
+
+def test_up_and_status_say_a_major_past_its_end_of_life_on_stderr(capsys):
+    lifecycle.say_end_of_life([15, 14])
+    lifecycle.say_end_of_life([18])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [captured.err.strip()]  # one line, for 14 only
+    assert captured.err.startswith("past end of life: PostgreSQL 14 (last release 2026-11-12)")

@@ -7,8 +7,13 @@ model and the templates can all read it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 MAJORS = (14, 15, 16, 17, 18)
+# Each major's last release, by PostgreSQL's versioning policy (five years,
+# ending on November's release day): no fixes after it.
+END_OF_LIFE = {14: date(2026, 11, 12), 15: date(2027, 11, 11), 16: date(2028, 11, 9), 17: date(2029, 11, 8),
+               18: date(2030, 11, 14)}
 PG_ROLES = ("active", "standby", "standalone")
 ROLES = ("init",) + PG_ROLES
 PGBOUNCER_PORT = 6432
@@ -275,3 +280,14 @@ class PgBuild:
     @property
     def preload_libraries(self) -> list[str]:
         return ["pg_stat_statements"] + [e.preload for e in self.extensions if e.preload]
+
+
+def end_of_life_line(majors, today: date) -> str:
+    """One line naming the majors past their end of life on `today`, or ""."""
+    past = sorted({m for m in majors if m in END_OF_LIFE and END_OF_LIFE[m] <= today})
+    if not past:
+        return ""
+    named = ", ".join(f"PostgreSQL {m} (last release {END_OF_LIFE[m].isoformat()})" for m in past)
+    runs = "it runs" if len(past) == 1 else "they run"
+    return (f"past end of life: {named}: no more fixes from the PostgreSQL project; {runs} as before, "
+            "and `inv db.logical` rehearses the move to a newer major")

@@ -95,12 +95,13 @@ def rules_note(env: Environment) -> str:
             if s.alert_for else "rules: the expert note's, with its own `for:` durations")
 
 
-def summary(found: list[Alert]) -> str:
-    """One line for `inv status`."""
+def summary(found: list[Alert], alert_for: str = "") -> str:
+    """One line for `inv status`; it says when ATELIER_ALERT_FOR shortens the rules."""
     firing = [a for a in found if a.state == "firing"]
     critical = [a for a in firing if a.severity == "critical"]
     pending = len(found) - len(firing)
     return (f"alerts: {len(firing)} firing ({len(critical)} critical), {pending} pending"
+            + (f" (every `for:` shortened to {alert_for})" if alert_for else "")
             + ("; `inv db.alerts` lists them" if found else ""))
 
 

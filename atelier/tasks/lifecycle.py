@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 
 from invoke.exceptions import Exit
 
 from atelier.core.errors import AtelierError
+from atelier.core.matrix import end_of_life_line
 from atelier.core.state import remember_selection
 from atelier.core.table import format_table
 from atelier.dba import patroni as dba_patroni, prometheus as dba_prometheus
@@ -67,7 +69,14 @@ def bring_up(c, profile=None, os=None, pg=None, timeout=600):
     with locked(env.settings, "up"):
         engine_up(engine_of(c), env, timeout=float(timeout))
         remember_selection(env.settings.state_dir, options)
+    say_end_of_life(m for _, m in env.selection.groups)
     return env
+
+
+def say_end_of_life(majors) -> None:
+    line = end_of_life_line(majors, date.today())
+    if line:
+        print(line, file=sys.stderr)
 
 
 @atelier_task(help={"volumes": "also delete workspaces and data volumes (asks first)",
@@ -120,9 +129,11 @@ def status(c):
                   "each pair to Patroni", file=sys.stderr)
     if env.settings.monitoring and "prometheus" in present:
         try:
-            print(dba_prometheus.summary(dba_prometheus.alerts(engine, env)), file=sys.stderr)
+            print(dba_prometheus.summary(dba_prometheus.alerts(engine, env), env.settings.alert_for),
+                  file=sys.stderr)
         except AtelierError as error:
             print(f"alerts: unknown ({error})", file=sys.stderr)
+    say_end_of_life(c.major for c in env.containers if c.name in present and c.major)
     print(engine_host.reach_line(settings_of(c), engine.host), file=sys.stderr)
 
 
