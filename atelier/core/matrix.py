@@ -44,7 +44,6 @@ ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
-EXPORTER_PORT = 9187  # postgres_exporter's, in every server when monitoring is on
 SERVICE_TABLE = (
     Service("haproxy", 1, 22, "ssh_port"),
     Service("apache2", 2, 80, "http_port", ("html", "/var/www/html")),

@@ -468,7 +468,7 @@ def alerts(c, json=False):
                            + ", ".join(f"{a.name} on {a.server}" for a in critical))
 
 
-@atelier_task(help={"target": "container name, glob or comma list (default: every server)",
+@atelier_task(help={"target": "container name, glob or comma list (default: every server that is up)",
                     "since": "how far back the chart goes: a number and s, m, h or d (default 1h)",
                     "chart": "draw the four expressions over time as a PNG"})
 def metrics(c, target=None, since="1h", chart=False):
@@ -476,8 +476,7 @@ def metrics(c, target=None, since="1h", chart=False):
     seconds = prometheus.parse_since(since)
     with session(c) as current:
         prometheus.require(current.matrix)
-        names = targets(current, target) if target else [s.name for s in current.matrix.servers]
-        names = [n for n in names if current.matrix.container(n).is_server]
+        names = [n for n in servers_named_or_up(current, target) if current.matrix.container(n).is_server]
         if not names:
             raise AtelierError(f"--target {target} names no server")
         if chart:

@@ -157,6 +157,8 @@ def test_metrics_show_the_notes_expressions_now_and_draw_them_over_time(environ)
     usage, hit_ratio = (float(v) for v in rows["debian12-pg15-active"][:2])
     assert 0 < usage < 1 and 0 < hit_ratio <= 1
     assert "Prometheus: http://127.0.0.1:25090/" in shown.stderr
+    every = inv(environ, "db.metrics").stdout.splitlines()[1:]  # every server that is up
+    assert sorted(line.split()[0] for line in every) == sorted(SERVERS)
     drawn = inv(environ, "db.metrics", "--since", "10m", "--chart")
     chart = Path(drawn.stdout.strip().splitlines()[-1])
     assert chart.read_bytes()[:4] == b"\x89PNG" and chart.parent.parent == Path(environ["ATELIER_BENCH_DIR"])
