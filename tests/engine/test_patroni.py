@@ -17,7 +17,7 @@ import pytest
 from atelier.core.model import Environment, select
 from atelier.core.settings import load_settings
 from atelier.engine.up import down
-from helpers import ENGINE, close_servers, inv, pgbouncer_psql, project_settings, secret, wait_for
+from helpers import ENGINE, close_servers, inv, pgbouncer_psql, project_settings, prometheus, secret, wait_for
 from helpers import servers_of as on
 
 pytestmark = pytest.mark.engine
@@ -35,7 +35,9 @@ def environ(tmp_path_factory):
     state = tmp_path_factory.mktemp("patroni-state")
     values = {**project_settings("ateliertest-ha", "172.31", 17000), "ATELIER_STATE_DIR": str(state),
               "ATELIER_HA": "patroni", "ATELIER_PGBOUNCER": "1", "ATELIER_PGBOUNCER_PORT": "17432",
-              "ATELIER_PROFILE_HA": "debian12:15,debian13:17"}
+              "ATELIER_PROFILE_HA": "debian12:15,debian13:17",
+              # Prometheus labels each server by Patroni's own answer (GET /primary on its API).
+              "ATELIER_MONITORING": "1", "ATELIER_PROMETHEUS_PORT": "17090"}
     inv(values, "build", "--profile", PROFILE)
     inv(values, "up", "--profile", PROFILE)
     yield values
@@ -69,6 +71,12 @@ def settle(environ, pair: str, timeout: float = 120) -> tuple[str, str]:
     found = wait_for(settled, timeout=timeout)
     assert found, f"{pair} did not settle into a leader and a streaming replica in {timeout} s"
     return found
+
+
+def scraped_serves(environ) -> set[tuple[str, str]]:
+    """(server, serves label) of each exporter Prometheus scraped last."""
+    found = prometheus(environ, "query", query='up{job="postgres"} == 1')["result"]
+    return {(r["metric"]["container"], r["metric"]["serves"]) for r in found}
 
 
 def drill(environ, *args) -> dict:
@@ -124,6 +132,11 @@ def test_a_switchover_through_the_pool_loses_nothing(environ):
     assert (report["old_primary"], report["new_primary"]) == (old, new)
     assert report["committed"] > 50 and report["lost_count"] == 0 and report["write_gap"] is not None
     assert serves(environ, new) == "primary" and wait_for(lambda: on(environ).follows(old) == new, timeout=60)
+    # Monitoring's serves label comes from Patroni's REST API here: both change.
+    assert wait_for(lambda: {(new, "primary"), (old, "standby")} <= scraped_serves(environ), timeout=30), \
+        scraped_serves(environ)
+    logged_in = {r["metric"]["container"] for r in prometheus(environ, "query", query="pg_up == 1")["result"]}
+    assert {old, new} <= logged_in, logged_in  # the exporters reach PostgreSQL under Patroni too
     present = rows_of_run(environ, new, report["run"])
     assert len(present) >= report["committed"] == report["present"]
 
