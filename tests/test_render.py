@@ -359,3 +359,34 @@ def test_the_compose_network_is_the_one_up_makes(settings, driver, tmp_path):
         run = subprocess.run(["docker-compose", "-f", str(tmp_path / "compose.yml"), "config", "-q"],
                              capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
+
+
+def test_postgresql_19_on_debian14_comes_from_experimental_only_when_asked(settings):
+    plain = Environment(settings, select("upgrade"))
+    pgdg = dockerfile(plain.container("debian14-pg19-active").image, plain.settings)
+    assert "https://apt.postgresql.org/pub/repos/apt forky-pgdg main" in pgdg and "experimental" not in pgdg
+    asked = dataclasses.replace(settings, debian_experimental=True)
+    env = Environment(asked, select("upgrade"))
+    text = dockerfile(env.container("debian14-pg19-active").image, asked)
+    assert "deb-src http://deb.debian.org/debian experimental main" in text and "apt.postgresql.org" not in text
+    # Only 19's own packages and the libpq they need come from experimental;
+    # forky's own 18 comes along for pg_upgrade.
+    assert "libpq5/experimental libpq-dev/experimental postgresql-client-19/experimental postgresql-18 " in text
+    assert "-t experimental" not in text
+    assert "postgresql-19-pg-hint-plan" in text and "postgresql-19-pg-qualstats" not in text
+    assert "pgsentinel v1.4.0 builds on PostgreSQL 14, 15, 16, 17, 18, not 19" in text
+    # 18 stays forky's own, whatever the setting.
+    assert dockerfile(env.container("debian14-pg18-active").image, asked) == \
+        dockerfile(plain.container("debian14-pg18-active").image, settings)
+
+
+def test_build_says_where_postgresql_19_comes_from(settings):
+    from atelier.core.matrix import PgBuild
+    line = PgBuild(OSES["debian14"], 19).source_line
+    assert line == ("debian14/pg19: PostgreSQL 19 from PGDG (apt.postgresql.org); ATELIER_DEBIAN_EXPERIMENTAL=1 "
+                    "takes it from Debian's experimental instead, beside forky's own 18")
+    assert PgBuild(OSES["debian14"], 19, True).source_line == \
+        "debian14/pg19: PostgreSQL 19 from Debian's experimental (a release candidate)"
+    assert PgBuild(OSES["rocky9"], 19, True).source == "pgdg"  # the setting is Debian's alone
+    assert PgBuild(OSES["debian14"], 18, True).upgrade_from == ()
+    assert PgBuild(OSES["rocky9"], 19).packages[-3:-2] == ["postgresql18-server"]

@@ -26,8 +26,8 @@ def test_a_bad_selection_is_one_line_before_any_engine(context):
     with pytest.raises(Exit) as stopped:
         lifecycle.up(context, pg="13")
     assert stopped.value.code == 1
-    assert str(stopped.value.message) == "atelier: unknown PostgreSQL major '13' (did you mean 18, 17, 16?); " \
-                                         "valid: 14, 15, 16, 17, 18"
+    assert str(stopped.value.message) == "atelier: unknown PostgreSQL major '13' (did you mean 19, 18, 17?); " \
+                                         "valid: 14, 15, 16, 17, 18, 19"
 
 
 def short_flags():

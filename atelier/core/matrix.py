@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-MAJORS = (14, 15, 16, 17, 18)
+MAJORS = (14, 15, 16, 17, 18, 19)
 # Each major's last release, by PostgreSQL's versioning policy (five years,
 # ending on November's release day): no fixes after it.
 END_OF_LIFE = {14: date(2026, 11, 12), 15: date(2027, 11, 11), 16: date(2028, 11, 9), 17: date(2029, 11, 8),
-               18: date(2030, 11, 14)}
+               18: date(2030, 11, 14), 19: date(2031, 11, 13)}
 PG_ROLES = ("active", "standby", "standalone")
 ROLES = ("init",) + PG_ROLES
 PGBOUNCER_PORT = 6432
@@ -81,6 +81,9 @@ class OsInfo:
     prompt: str  # short tag in the shell prompt, e.g. r08, u22, d12
     default_base: str  # "debootstrap" or an image reference to pull
     archive_majors: frozenset[int] = frozenset()  # majors the OS's own archive carries
+    # Majors Debian carries only in `experimental`, taken from there when
+    # ATELIER_DEBIAN_EXPERIMENTAL=1 (else from PGDG, as any other major).
+    experimental_majors: frozenset[int] = frozenset()
     testing: bool = False  # a Debian testing release: its Release files expire within days
     cgroup2_only: bool = False  # its systemd (258 and later) boots on cgroup v2 only
 
@@ -99,9 +102,10 @@ OSES = {
         OsInfo("debian12", "debian", "12", 12, "bookworm", "d12", "debootstrap", frozenset({15})),
         OsInfo("debian13", "debian", "13", 13, "trixie", "d13", "debootstrap", frozenset({17})),
         # Debian testing today, pinned by its name so that it does not move on
-        # at the next release; its own archive carries PostgreSQL 18.
-        OsInfo("debian14", "debian", "14", 14, "forky", "d14", "debootstrap", frozenset({18}), testing=True,
-               cgroup2_only=True),
+        # at the next release; its own archive carries PostgreSQL 18, and
+        # experimental carries 19's release candidate, which installs beside it.
+        OsInfo("debian14", "debian", "14", 14, "forky", "d14", "debootstrap", frozenset({18}),
+               experimental_majors=frozenset({19}), testing=True, cgroup2_only=True),
     )
 }
 
@@ -143,12 +147,20 @@ PGDG_DNF_EXTENSIONS = (
     Extension("pg_hint_plan", "pgdg", "pg_hint_plan_{major}", "pg_hint_plan"),
     Extension("pg_show_plans", "pgdg", "pg_show_plans_{major}", "pg_show_plans"),
 )
+# Debian's experimental carries these for the major it holds (19~rc1 today:
+# pg_hint_plan and pgaudit, none of the archive's six above).
+EXPERIMENTAL_EXTENSIONS = (
+    Extension("pg_hint_plan", "experimental", "postgresql-{major}-pg-hint-plan", "pg_hint_plan"),
+)
 # Built from git at a pinned commit. `builds_on` is what compiles: PG 15, 17
 # and 18 are compiled here against Debian's servers by tests/test_extensions.py
 # (from the snapshots in ../shared/ext-src), which fails when the list and the
 # compiler disagree; 14 and 16 follow the extensions' own release notes.
 # pg_store_plans and pg_ensure_queryid do not compile on 18 (ExplainState moved
 # to commands/explain_state.h; ExecutorRun lost its execute_once argument).
+# On 19 (19~rc1, compiled here 2026-12-02) pgsentinel v1.4.0 does not either:
+# utils/tuplestore.h is no longer included by the headers it uses; and
+# pg_store_plans meets ShmemInitHash's new signature and QueryDesc without totaltime.
 GIT_EXTENSIONS = (
     # No release since 1.9: the commit after it that the snapshot holds.
     Extension("pg_store_plans", "git", git="https://github.com/ossc-db/pg_store_plans.git",
@@ -180,20 +192,51 @@ class PgBuild:
 
     os: OsInfo
     major: int
+    experimental: bool = False  # ATELIER_DEBIAN_EXPERIMENTAL: take what only experimental has from there
 
     @property
     def source(self) -> str:
-        return "distro" if self.major in self.os.archive_majors else "pgdg"
+        if self.major in self.os.archive_majors:
+            return "distro"
+        if self.experimental and self.major in self.os.experimental_majors:
+            return "experimental"
+        return "pgdg"
+
+    @property
+    def source_line(self) -> str:
+        """Where this major comes from, said in one line (for `inv build`)."""
+        where = {"distro": f"{self.os.codename}'s own archive",
+                 "experimental": "Debian's experimental (a release candidate)",
+                 "pgdg": "PGDG (apt.postgresql.org)" if self.os.package_manager == "apt"
+                 else "PGDG (download.postgresql.org)"}[self.source]
+        line = f"{self.os.name}/pg{self.major}: PostgreSQL {self.major} from {where}"
+        if self.source == "pgdg" and self.major in self.os.experimental_majors:
+            line += ("; ATELIER_DEBIAN_EXPERIMENTAL=1 takes it from Debian's experimental instead, "
+                     f"beside {self.os.codename}'s own {', '.join(map(str, sorted(self.os.archive_majors)))}")
+        return line
+
+    @property
+    def upgrade_from(self) -> tuple[int, ...]:
+        """The older major whose server this image carries too, so that
+        pg_upgrade finds both in one container: the one before it, from the
+        same source (forky's own 18 in the image of experimental's 19). An
+        OS's own archive carries one major only."""
+        if self.source == "distro" or self.major - 1 not in MAJORS:
+            return ()
+        return (self.major - 1,)
 
     @property
     def home(self) -> str:
         return "/var/lib/pgsql" if self.os.family == "rocky" else "/var/lib/postgresql"
 
+    def bindir_of(self, major: int) -> str:
+        if self.os.family == "rocky":
+            return f"/usr/pgsql-{major}/bin"
+        return f"/usr/lib/postgresql/{major}/bin"
+
     @property
     def bindir(self) -> str:
-        if self.os.family == "rocky":
-            return f"/usr/pgsql-{self.major}/bin"
-        return f"/usr/lib/postgresql/{self.major}/bin"
+        return self.bindir_of(self.major)
 
     @property
     def include_dir(self) -> str:
@@ -247,9 +290,15 @@ class PgBuild:
         if self.os.family == "rocky":
             base = [f"postgresql{m}-server", f"postgresql{m}-contrib", f"postgresql{m}-devel",
                     f"postgresql{m}-plpython3", f"postgresql{m}-plperl", f"postgresql{m}-llvmjit"]
+            base += [f"postgresql{old}-server" for old in self.upgrade_from]
         else:
             base = [f"postgresql-{m}", f"postgresql-server-dev-{m}", f"postgresql-plpython3-{m}",
                     f"postgresql-plperl-{m}", "postgresql-client"]
+            if self.source == "experimental":
+                # Only these come from experimental: `-t experimental` would pull a
+                # newer perl that conflicts with the release's own.
+                base += ["libpq5/experimental", "libpq-dev/experimental", f"postgresql-client-{m}/experimental"]
+            base += [f"postgresql-{old}" for old in self.upgrade_from]
         return base + [e.package.format(major=m) for e in self.extensions if e.package]
 
     @property
@@ -257,6 +306,8 @@ class PgBuild:
         """Every extension this OS's source of this major offers."""
         if self.source == "distro":
             return ARCHIVE_EXTENSIONS
+        if self.source == "experimental":
+            return EXPERIMENTAL_EXTENSIONS + GIT_EXTENSIONS
         packaged = PGDG_DNF_EXTENSIONS if self.os.family == "rocky" else PGDG_APT_EXTENSIONS
         return packaged + GIT_EXTENSIONS
 

@@ -45,10 +45,11 @@ class Image:
     major: int | None = None
     service: str | None = None
     parent: str = ""  # the image it is built FROM
+    experimental: bool = False  # ATELIER_DEBIAN_EXPERIMENTAL (see PgBuild.source)
 
     @property
     def build(self) -> PgBuild | None:
-        return PgBuild(OSES[self.os], self.major) if self.major else None
+        return PgBuild(OSES[self.os], self.major, self.experimental) if self.major else None
 
 
 def base_image_name(os_name: str) -> str:
@@ -59,9 +60,9 @@ def init_image(os_name: str) -> Image:
     return Image(f"{IMAGE_PREFIX}-{os_name}-init", "init", os_name, parent=base_image_name(os_name))
 
 
-def pg_image(os_name: str, major: int) -> Image:
+def pg_image(os_name: str, major: int, experimental: bool = False) -> Image:
     return Image(f"{IMAGE_PREFIX}-{os_name}-pg{major}", "pg", os_name, major,
-                 parent=init_image(os_name).name)
+                 parent=init_image(os_name).name, experimental=experimental)
 
 
 def service_image(service: str) -> Image:
@@ -166,6 +167,9 @@ def _profiles() -> dict[str, Selection]:
         "default": Selection((("debian12", 15),), profile="default"),
         # Each Debian release with its own PostgreSQL: builds with only Debian's archive.
         "debian": Selection((("debian12", 15), ("debian13", 17), ("debian14", 18)), profile="debian"),
+        # forky's own 18 and the 19 Debian's experimental carries (with
+        # ATELIER_DEBIAN_EXPERIMENTAL=1): the pair `inv db.upgrade` rehearses.
+        "upgrade": Selection((("debian14", 18), ("debian14", 19)), profile="upgrade"),
         # Every OS with the major(s) its own archive carries: no PGDG needed.
         "distro": Selection(archive, profile="distro"),
         # The original's default: OSes and majors mixed (its docker-compose.yml).
@@ -342,7 +346,8 @@ class Environment:
             for os_name, major in self.selection.groups:
                 build = PgBuild(OSES[os_name], major)
                 out.append(Container(
-                    self.server_name(os_name, major, role), role, pg_image(os_name, major),
+                    self.server_name(os_name, major, role), role,
+                    pg_image(os_name, major, self.settings.debian_experimental),
                     self.address(os_name, role, major),
                     self.hosts_for(os_name, role, major),
                     volumes=(("data", build.data_mount),
@@ -415,7 +420,7 @@ class Environment:
         for os_name in self.selection.oses:
             needed.append(init_image(os_name))
         for os_name, major in self.selection.groups:
-            needed.append(pg_image(os_name, major))
+            needed.append(pg_image(os_name, major, self.settings.debian_experimental))
         return needed
 
     @property

@@ -56,6 +56,9 @@ class Settings:
     debian_security_mirror: str = "http://deb.debian.org/debian-security"
     ubuntu_mirror: str = "http://archive.ubuntu.com/ubuntu"
     debian_snapshot: bool = False  # the Debian mirror is a frozen snapshot: expired Release files are used
+    # Majors that Debian carries only in experimental (19 on debian14) come from
+    # there instead of PGDG: a release candidate, beside the release's own major.
+    debian_experimental: bool = False
     build_tries: int = 10
     build_jobs: int = 2
     tmux_socket: str = ""  # a tmux -L socket name; "" for the user's own server
@@ -370,6 +373,7 @@ def parse_settings(env: dict, root: Path) -> Settings:
         debian_security_mirror=_mirror(env, "ATELIER_DEBIAN_SECURITY_MIRROR", Settings.debian_security_mirror),
         ubuntu_mirror=_mirror(env, "ATELIER_UBUNTU_MIRROR", Settings.ubuntu_mirror),
         debian_snapshot=_bool(env, "ATELIER_DEBIAN_SNAPSHOT", False),
+        debian_experimental=_bool(env, "ATELIER_DEBIAN_EXPERIMENTAL", False),
         build_tries=_int(env, "ATELIER_BUILD_TRIES", 10, 1, 100),
         # Builds wait on mirrors as much as on cores: two per core, at most four.
         build_jobs=_int(env, "ATELIER_BUILD_JOBS", min(4, 2 * (os.cpu_count() or 1)), 1, 64),

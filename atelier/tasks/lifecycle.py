@@ -48,6 +48,9 @@ def base(c, os=None):
 def build(c, profile=None, os=None, pg=None, refresh=False):
     """Build the images of a selection (default: the last one brought up): init before pg, in parallel."""
     env, _ = remembered_environment(c, profile, os, pg)
+    for image in env.images:
+        if image.build and image.build.major in image.build.os.experimental_majors:
+            print(image.build.source_line, file=sys.stderr)
     with locked(env.settings, "build"):
         results = build_all(engine_of(c), env, env.images, refresh=refresh)
     print(summary_table(results))
