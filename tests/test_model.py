@@ -130,11 +130,23 @@ def test_engine_names_are_scoped_by_project(make_env):
 
 def test_server_volumes_keep_data_workspace_and_editor_state(make_env):
     c = make_env().container("debian12-pg15-active")
-    assert dict(c.volumes) == {"data": "/var/lib/postgresql/15",
+    assert dict(c.volumes) == {"pgdata": "/var/lib/postgresql/pgdata",
                                "workspace": "/var/lib/postgresql/workspace",
                                "vscode-server": "/var/lib/postgresql/.vscode-server"}
     rocky = make_env("full").container("rocky8-pg14-active")
     assert dict(rocky.volumes)["workspace"] == "/var/lib/pgsql/workspace"
+    assert rocky.image.build.datadir == "/var/lib/pgsql/14/data"
+
+
+def test_every_major_of_one_os_and_role_shares_one_data_volume(make_env):
+    env = make_env("upgrade")
+    old, new, standby = (env.container(f"debian14-pg{m}-{r}") for m, r in ((18, "active"), (19, "active"),
+                                                                           (19, "standby")))
+    assert env.volume_name(old, "pgdata") == env.volume_name(new, "pgdata") == "atelier-debian14-active-pgdata"
+    assert env.volume_name(standby, "pgdata") == "atelier-debian14-standby-pgdata"
+    assert env.volume_name(new, "workspace") == "atelier-debian14-pg19-active-workspace"
+    assert env.legacy_data_volume(old) == "atelier-debian14-pg18-active-data"
+    assert new.image.build.datadir == "/var/lib/postgresql/19/main"
 
 
 def test_ulimits_are_clamped_to_the_host(make_env):

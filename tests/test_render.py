@@ -373,6 +373,8 @@ def test_postgresql_19_on_debian14_comes_from_experimental_only_when_asked(setti
     # forky's own 18 comes along for pg_upgrade.
     assert "libpq5/experimental libpq-dev/experimental postgresql-client-19/experimental postgresql-18 " in text
     assert "-t experimental" not in text
+    # 18's server is for pg_upgrade: its cluster is the 18 container's, on the shared volume.
+    assert "systemctl mask postgresql@18-main.service" in text
     assert "postgresql-19-pg-hint-plan" in text and "postgresql-19-pg-qualstats" not in text
     assert "pgsentinel v1.4.0 builds on PostgreSQL 14, 15, 16, 17, 18, not 19" in text
     # 18 stays forky's own, whatever the setting.

@@ -253,9 +253,21 @@ class PgBuild:
         return f"/usr/include/postgresql/{self.major}/server"
 
     @property
+    def volume_mount(self) -> str:
+        """Where the data volume is mounted: one volume per OS and role, which
+        every major's server of that OS and role shares (each in a folder of
+        its own), so that two majors' clusters sit on one file system, as on
+        a host, for pg_upgrade's --link, --clone and --swap."""
+        return f"{self.home}/pgdata"
+
+    def data_mount_of(self, major: int) -> str:
+        """A major's folder of the data volume, through the image's symlink
+        {home}/{major} -> pgdata/{major}: its cluster (data and, on apt, config)."""
+        return f"{self.home}/{major}"
+
+    @property
     def data_mount(self) -> str:
-        """The volume mount that keeps the cluster (data and, on apt, config)."""
-        return f"{self.home}/{self.major}"
+        return self.data_mount_of(self.major)
 
     @property
     def datadir(self) -> str:
@@ -278,11 +290,14 @@ class PgBuild:
             return self.datadir
         return f"/etc/postgresql/{self.major}/main"
 
+    def service_of(self, major: int) -> str:
+        if self.os.family == "rocky":
+            return f"postgresql-{major}"
+        return f"postgresql@{major}-main"
+
     @property
     def service(self) -> str:
-        if self.os.family == "rocky":
-            return f"postgresql-{self.major}"
-        return f"postgresql@{self.major}-main"
+        return self.service_of(self.major)
 
     @property
     def packages(self) -> list[str]:

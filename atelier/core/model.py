@@ -52,6 +52,10 @@ class Image:
         return PgBuild(OSES[self.os], self.major, self.experimental) if self.major else None
 
 
+# A server's data volume: one per OS and role (see PgBuild.volume_mount).
+DATA_VOLUME = "pgdata"
+
+
 def base_image_name(os_name: str) -> str:
     return f"{IMAGE_PREFIX}-base:{os_name}"
 
@@ -284,7 +288,20 @@ class Environment:
         return f"{self.project}-{container.name}"
 
     def volume_name(self, container: Container, key: str) -> str:
+        if key == DATA_VOLUME:
+            return f"{self.project}-{self.data_volume_owner(container)}-{key}"
         return f"{self.project}-{container.name}-{key}"
+
+    @staticmethod
+    def data_volume_owner(container: Container) -> str:
+        """Whose the shared data volume is: an OS and a role (debian14-active),
+        every major's server of which mounts it."""
+        return f"{container.os}-{container.role}"
+
+    def legacy_data_volume(self, container: Container) -> str:
+        """The volume a server's cluster lived in before the data volume was
+        shared across majors: one per container, mounted at {home}/{major}."""
+        return f"{self.project}-{container.name}-data"
 
     def labels(self, container: Container) -> dict[str, str]:
         labels = {
@@ -350,7 +367,7 @@ class Environment:
                     pg_image(os_name, major, self.settings.debian_experimental),
                     self.address(os_name, role, major),
                     self.hosts_for(os_name, role, major),
-                    volumes=(("data", build.data_mount),
+                    volumes=((DATA_VOLUME, build.volume_mount),
                              ("workspace", f"{build.home}/workspace"),
                              ("vscode-server", f"{build.home}/.vscode-server")),
                     caches=((ccache_volume(os_name), build.ccache_dir),),

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 from atelier.core.errors import AtelierError
-from atelier.core.model import CACHE_LABEL, NOFILE, PROJECT_LABEL, Container, Environment, overlay_ip_range, select
+from atelier.core.model import (CACHE_LABEL, DATA_VOLUME, NOFILE, PROJECT_LABEL, Container, Environment,
+                                overlay_ip_range, select)
 from atelier.core.parallel import parallel_map
 from atelier.core.state import (forget_leaders, last_leaders, record_host_keys, remember_leaders, short_lock,
                                 write_file)
@@ -153,17 +154,48 @@ def ensure_network(client, env: Environment, info: dict | None = None):
     return network
 
 
-def _create(client, env: Environment, container: Container, spec: ContainerSpec, config_hash: str):
+def bring_over_legacy_data(client, env: Environment, container: Container, say) -> bool:
+    """A cluster made before the data volume was shared across majors lives
+    in a volume of its own: copy it into its major's folder of the shared
+    volume, once (not when that folder exists), and keep the old volume."""
+    import docker
+
+    legacy = env.legacy_data_volume(container)
+    try:
+        client.volumes.get(legacy)
+    except docker.errors.NotFound:
+        return False
+    shared = env.volume_name(container, DATA_VOLUME)
+    folder = str(container.major)
+    script = (f'if [ -e "/to/{folder}" ]; then exit 3; fi; '
+              f'cp -a /from "/to/.{folder}.copying" && mv "/to/.{folder}.copying" "/to/{folder}"')
+    try:
+        client.containers.run(container.image.name, ["bash", "-c", script], entrypoint=[], remove=True,
+                              volumes={legacy: {"bind": "/from", "mode": "ro"}, shared: {"bind": "/to", "mode": "rw"}})
+    except docker.errors.ContainerError as exc:
+        if exc.exit_status == 3:
+            return False
+        raise AtelierError(f"{container.name}: copying its cluster from volume {legacy} into {shared} failed: "
+                           f"{(exc.stderr or b'').decode(errors='replace').strip()}") from None
+    say(f"{container.name}: its cluster was copied from volume {legacy} (one per container, as atelier kept "
+        f"them before) into {shared}/{folder}; {legacy} is kept until you remove it")
+    return True
+
+
+def _create(client, env: Environment, container: Container, spec: ContainerSpec, config_hash: str, say=print):
     import docker
     from docker.types import EndpointConfig, Ulimit
 
-    wanted = [(v, {PROJECT_LABEL: env.project, "atelier.name": container.name}) for v, _ in spec.volumes]
+    owner = {env.volume_name(container, DATA_VOLUME): env.data_volume_owner(container)}
+    wanted = [(v, {PROJECT_LABEL: env.project, "atelier.name": owner.get(v, container.name)}) for v, _ in spec.volumes]
     wanted += [(v, {CACHE_LABEL: "ccache", "atelier.os": container.os}) for v, _ in spec.caches]
     for volume, labels in wanted:
         try:
             client.volumes.get(volume)
         except docker.errors.NotFound:
             client.volumes.create(volume, labels=labels)
+    if container.is_server:
+        bring_over_legacy_data(client, env, container, say)
     mounts = {v: {"bind": m, "mode": "rw"} for v, m in spec.volumes + spec.caches}
     mounts.update({h: {"bind": m, "mode": mode} for h, m, mode in spec.binds})
     kwargs = dict(
@@ -258,7 +290,7 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
     for container in env.containers:
         if container.name in plan.create:
             existing[container.name] = _create(client, env, container, specs[container.name],
-                                               hashes[container.name])
+                                               hashes[container.name], say)
     first, after = start_order(env, plan.start, last_leaders(env.settings.state_dir))
     for name in first:
         existing[name].start()

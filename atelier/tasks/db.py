@@ -18,6 +18,7 @@ from atelier.dba import health, logical as dba_logical, patroni as dba_patroni, 
 from atelier.dba import prometheus
 from atelier.dba import replication as dba
 from atelier.dba import routes as dba_routes, tuning
+from atelier.dba import upgrade as dba_upgrade
 from atelier.dba.server import Server
 from atelier.ssh.fanout import fan_out
 
@@ -294,6 +295,58 @@ def pitr(c, backup=None, to=None, target=None, yes=False):
         with locked(current.settings, "db.pitr"), uninterrupted("db.pitr"):
             dba_pitr.pitr(current, Path(backup), to, name, say, asker(yes))
     print(f"{name} holds the backup's data recovered to {to}")
+
+
+# ---- major upgrades ---------------------------------------------------------------------------
+
+@atelier_task(help={"target": "the server to upgrade: <os>-pg<M>-active or -standalone",
+                    "to": "the new major: its server of the same OS and role takes the upgraded cluster",
+                    "method": "pg_upgrade's: copy (default; the old cluster stays usable), link, clone, "
+                              "swap (18+); link and swap leave the old cluster unusable (asks first)",
+                    "check": "pg_upgrade --check only: the old server stops for it and starts again",
+                    "rollback": "after --method copy or clone: start the old major's cluster again",
+                    "yes": "do not ask (a one-way method; rebuilding the standby)",
+                    "json": "print the report as JSON"})
+def upgrade(c, target=None, to=None, method="copy", check=False, rollback=False, yes=False, json=False):
+    """pg_upgrade as a drill: --check first, then the upgrade, with proof (checksums, amcheck, statistics)."""
+    with session(c) as current:
+        name = one_target(current, target)
+        if rollback:
+            with locked(current.settings, "db.upgrade"), uninterrupted("db.upgrade --rollback"):
+                print(dba_upgrade.rollback(current, name, say))
+            return
+        if to is None:
+            raise AtelierError("db.upgrade needs --to <major>, e.g. `inv db.upgrade -t debian14-pg18-active --to 19`")
+        p = dba_upgrade.plan(current.matrix, name, to, method)
+        if under_patroni(current, name):
+            raise AtelierError("db.upgrade runs on plain pairs; under Patroni (ATELIER_HA=patroni) the upgrade "
+                               "of a member is Patroni's to order, which atelier does not drill yet")
+        standby = None
+        if not check and current.matrix.container(name).role == "active":
+            standby = current.matrix.sibling(p.new, "standby").name
+        if not check and p.one_way:
+            confirm(f"--method {p.method}: once {p.new} runs, {p.old}'s PostgreSQL {p.old_major} cluster cannot "
+                    "start again (a backup is the way back). Go on?", yes,
+                    f"--method {p.method} leaves {p.old}'s cluster unusable once {p.new} runs; "
+                    "add --yes to confirm, or use --method copy to keep it")
+        if standby:
+            confirm(f"after the upgrade, delete the data of {standby} and copy it again from {p.new}?", yes,
+                    f"db.upgrade rebuilds {standby} from {p.new} after the upgrade (its data is deleted); "
+                    "add --yes to confirm")
+        with locked(current.settings, "db.upgrade"):
+            report = dba_upgrade.upgrade(current, p, say, check_only=check)
+            if report is None:
+                return
+            if standby:
+                with uninterrupted("rebuilding the standby"):
+                    report.standby = dba_upgrade.rebuild_standby(current, p, say)
+    if json:
+        print(json_module.dumps(report.as_dict(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+    if report.differences or report.index_errors:
+        raise AtelierError(f"the upgrade of {p.old} is not proven: {len(report.differences)} table(s) differ, "
+                           f"{len(report.index_errors)} index error(s)")
 
 
 # ---- logical replication ------------------------------------------------------------------------
