@@ -209,7 +209,7 @@ def test_a_users_own_profile_is_selected_like_a_built_in_one(settings, tmp_path)
 @pytest.mark.parametrize("value, message", [
     ("rocky8", "'rocky8' is not OS:major"),
     ("centos7:15", "unknown OS 'centos7'; valid: rocky8"),
-    ("debian12:13", "unknown PostgreSQL major '13'; valid: 14, 15, 16, 17, 18"),
+    ("debian12:13", "unknown PostgreSQL major '13'; valid: 14, 15, 16, 17, 18, 19"),
     ("", "is empty"),
 ])
 def test_a_bad_user_profile_is_one_line(value, message, tmp_path):

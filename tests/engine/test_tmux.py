@@ -177,7 +177,7 @@ def test_list_shows_each_pane_with_its_container(environ):
 def test_bad_input_is_one_line(environ):
     several = inv(environ, "tmux.reload", "--profile", "pg1", "--no-attach", check=False)
     assert several.returncode == 1
-    assert several.stderr.strip() == "atelier: profile 'pg1' matches pg14, pg15, pg16, pg17, pg18; give more of its name"
+    assert several.stderr.strip() == "atelier: profile 'pg1' matches pg14, pg15, pg16, pg17, pg18, pg19; give more of its name"
     unknown = inv(environ, "tmux.reload", "--profile", "zzz", "--no-attach", check=False)
     assert unknown.returncode == 1 and unknown.stderr.startswith("atelier: unknown profile 'zzz'")
     nothing = inv({**environ, "ATELIER_PROJECT": "ateliertest-none"}, "tmux", "--no-attach", check=False)
