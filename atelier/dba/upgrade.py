@@ -326,6 +326,9 @@ def upgrade(session, p: Plan, say, check_only: bool = False) -> Report | None:
     except BaseException as exc:
         if no_return:
             raise
+        if isinstance(exc, KeyboardInterrupt):
+            session.reconnect()
+            old, new = Server(session, p.old), Server(session, p.new)
         put_back(old, new, new_datadir, aside, say)
         if isinstance(exc, CheckFailed):
             lines = [with_extension_names(old, line, p.new_major) for line in exc.lines]
@@ -397,6 +400,13 @@ def put_back(old: Server, new: Server, new_datadir: str, aside: str, say) -> Non
     say(f"putting {old.name} and {new.name} back as they were")
     quiet(new, 'pkill -INT -x pg_upgrade; for i in $(seq 50); do pgrep -x pg_upgrade >/dev/null || break; '
                'sleep 0.1; done')
+    # A server pg_upgrade started (killed, it leaves them running) must be
+    # gone before the old container starts its own on the same cluster: from
+    # another PID and IPC namespace, PostgreSQL's own lock would not see it.
+    for datadir in (old.build.datadir, new_datadir):
+        pattern = shlex.quote(f"postgres -D {datadir}( |$)")
+        quiet(new, f'pkill -INT -f -- {pattern}; for i in $(seq 100); do pgrep -f -- {pattern} >/dev/null || '
+                   f'break; sleep 0.1; done; ! pgrep -f -- {pattern} >/dev/null')
     control = f"{old.build.datadir}/global/pg_control"
     quiet(new, f'if [ -e {control}.old ] && [ ! -e {control} ]; then mv {control}.old {control}; fi')
     quiet(new, f'systemctl stop "$PG_SERVICE"', sudo=True)

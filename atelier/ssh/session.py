@@ -186,6 +186,19 @@ class Session:
             raise explain(exc, name, self.settings) from None
         return connection
 
+    def reconnect(self) -> None:
+        """Forget every connection: a Ctrl-C that lands while paramiko writes a
+        packet leaves that transport (and the gateway's under it) unusable,
+        and what a task does after it (putting things back) needs new ones."""
+        with self._lock:
+            broken, self._opened, self._gateway = self._opened + [self._gateway], [], None
+        for connection in broken:
+            try:
+                if connection is not None:
+                    connection.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+
     def close(self) -> None:
         for connection in self._opened + [self._gateway]:
             if connection is not None:

@@ -11,10 +11,14 @@ pg_controldata."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
-from helpers import inv, wait_for
+from helpers import ROOT, inv, wait_for
 from helpers import servers_of as on
 
 pytestmark = pytest.mark.engine
@@ -86,11 +90,33 @@ def test_check_refuses_for_extensions_19_lacks_and_18_runs_on(environ):
     assert sql(environ, NEW, "show server_version_num").startswith("19")  # 19's own cluster is back
 
 
-def test_copy_upgrades_the_pair_with_proof_and_the_standby_streams_on_19(environ):
+def test_ctrl_c_before_the_new_server_starts_leaves_both_as_they_were(environ):
     sql(environ, OLD, "drop extension " + ", ".join(ONLY_ON_18))
     inv(environ, "pg.restart", "-t", OLD)  # a dropped extension stays dropped
     assert wait_for(lambda: sql(environ, OLD, "select count(*) from pg_extension where extname = 'hypopg'",
                                 check=False) == "0", timeout=30)
+    before = sums(environ, OLD)
+    run = subprocess.Popen([sys.executable, "-m", "invoke", "db.upgrade", "-t", OLD, "--to", "19", "--yes"],
+                           cwd=ROOT, env={**os.environ, **environ}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    said = []
+    for line in run.stderr:
+        said.append(line)
+        if "pg_upgrade --check" in line:
+            run.send_signal(signal.SIGINT)  # from Python: a shell's background job ignores SIGINT
+            break
+    rest = run.communicate(timeout=120)[1]
+    assert run.returncode == 130 and "atelier: interrupted" in rest, "".join(said) + rest
+    assert "putting debian14-pg18-active and debian14-pg19-active back" in rest and "refused" not in rest
+    assert sql(environ, OLD, "select pg_is_in_recovery()") == "f" and sums(environ, OLD) == before
+    # 19's own cluster is back in its place (test_pg19 wrote d19 there), and
+    # nothing pg_upgrade started runs on the 18 cluster in 19's container.
+    assert sql(environ, NEW, "select count(*) from d19") == "1"
+    assert on(environ).run(NEW, "pgrep -f '[p]ostgres -D /var/lib/postgresql/18/main' || true").stdout.strip() == ""
+    assert on(environ).run(NEW, "ls /var/lib/postgresql/19 | grep -c before-upgrade || true").stdout.strip() == "0"
+
+
+def test_copy_upgrades_the_pair_with_proof_and_the_standby_streams_on_19(environ):
     before = sums(environ, OLD)
     checked = inv(environ, "db.upgrade", "-t", OLD, "--to", "19", "--check")
     assert "pg_upgrade --check passed" in checked.stderr + checked.stdout
