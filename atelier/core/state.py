@@ -270,3 +270,33 @@ def last_leaders(state_dir: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(found, dict) else {}
+
+
+def pool_moves(state_dir: Path) -> dict[str, str]:
+    """db.cutover: the pool's entries that point at another server than the
+    model's (entry -> server), until --back."""
+    import json
+
+    try:
+        found = json.loads((state_dir / "pool-moves.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(found, dict) else {}
+
+
+def remember_pool_move(state_dir: Path, entry: str, server: str) -> None:
+    import json
+
+    write_file(state_dir / "pool-moves.json", json.dumps({**pool_moves(state_dir), entry: server},
+                                                          sort_keys=True) + "\n")
+
+
+def forget_pool_move(state_dir: Path, entry: str | None = None) -> None:
+    """One entry back to the model's (or all of them, with the volumes gone)."""
+    import json
+
+    left = {k: v for k, v in pool_moves(state_dir).items() if entry is not None and k != entry}
+    if left:
+        write_file(state_dir / "pool-moves.json", json.dumps(left, sort_keys=True) + "\n")
+    else:
+        (state_dir / "pool-moves.json").unlink(missing_ok=True)

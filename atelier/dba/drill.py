@@ -208,9 +208,10 @@ class Writers:
         self.context = session.context(host, "postgres")
         self.running: dict[str, object] = {}
 
-    def start(self, name: str, conninfo: str) -> None:
-        self.running[name] = self.context.run(guarded(writer_script(conninfo, self.run, name)), asynchronous=True,
-                                              hide=True, in_stream=False, warn=True)
+    def start(self, name: str, conninfo: str, script: str | None = None) -> None:
+        script = script or writer_script(conninfo, self.run, name)
+        self.running[name] = self.context.run(guarded(script), asynchronous=True, hide=True, in_stream=False,
+                                              warn=True)
 
     def stop(self) -> dict[str, list[Commit]]:
         stop = f"/tmp/atelier-drill-{self.run}.stop"

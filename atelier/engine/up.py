@@ -16,7 +16,7 @@ from atelier.core.errors import AtelierError
 from atelier.core.model import (CACHE_LABEL, DATA_VOLUME, NOFILE, PROJECT_LABEL, Container, Environment,
                                 overlay_ip_range, select)
 from atelier.core.parallel import parallel_map
-from atelier.core.state import (forget_leaders, last_leaders, record_host_keys, remember_leaders, short_lock,
+from atelier.core.state import (forget_leaders, forget_pool_move, last_leaders, record_host_keys, remember_leaders, short_lock,
                                 write_file)
 from atelier.engine import host as engine_host
 from atelier.engine.containers import Probe, never_started, probe, readiness, stop_and_remove
@@ -466,6 +466,7 @@ def down(engine, env: Environment, remove_volumes: bool = False, remove_caches: 
         for volume in volumes:
             volume.remove()
         forget_leaders(env.settings.state_dir)
+        forget_pool_move(env.settings.state_dir)  # the subscriptions a cutover made went with the volumes
     kept = client.volumes.list(filters={"label": CACHE_LABEL}) if remove_volumes else []
     if remove_caches:
         for volume in kept:

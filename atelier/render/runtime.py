@@ -15,6 +15,7 @@ from atelier.render.archive import File
 from atelier.core.model import PATRONI_TIMINGS, ROLE_CHECK_PORT, Container, Environment
 from atelier.render.templates import FILES, render_template
 from atelier.core.settings import Settings
+from atelier.core.state import pool_moves
 
 
 def haproxy_cfg(env: Environment) -> str:
@@ -29,9 +30,27 @@ def squid_conf(env: Environment) -> str:
 POOLED_DATABASES = ("experdb", "postgres")
 
 
-def pgbouncer_files(env: Environment) -> dict[str, File]:
-    ini = render_template("pgbouncer.ini.j2", servers=env.pooled_servers, databases=POOLED_DATABASES,
-                          port=PGBOUNCER_PORT, pairs=env.pairs, haproxy=env.service_address("haproxy"))
+def pool_entries(env: Environment, moves: dict[str, str]) -> list[tuple[str, str, int, str]]:
+    """(entry, host, port, database) of every pool entry: a pair's through
+    HAProxy's read-write and read-only ports, a server's to its address; an
+    entry db.cutover moved goes to the server it moved to."""
+    haproxy = env.service_address("haproxy")
+    entries = []
+    for pair in env.pairs:
+        for db in POOLED_DATABASES:
+            entries += [(f"{pair.name}.{db}", haproxy, pair.rw_port, db),
+                        (f"{pair.name}-ro.{db}", haproxy, pair.ro_port, db)]
+    for server in env.pooled_servers:
+        entries += [(f"{server.name}.{db}", server.address, 5432, db) for db in POOLED_DATABASES]
+    return [(name, env.container(moves[name]).address, 5432, db) if name in moves else (name, host, port, db)
+            for name, host, port, db in entries]
+
+
+def pgbouncer_files(env: Environment, moves: dict[str, str] | None = None) -> dict[str, File]:
+    moves = pool_moves(env.settings.state_dir) if moves is None else moves
+    ini = render_template("pgbouncer.ini.j2", entries=pool_entries(env, moves), moved=sorted(moves.items()),
+                          example=(env.pairs[0].name + ".experdb") if env.pairs else "debian12-pg15.experdb",
+                          port=PGBOUNCER_PORT)
     hba = render_template("pgbouncer_hba.conf.j2", subnet=env.settings.subnet_cidr)
     password = env.settings.pgbouncer_auth_password.replace('"', '""')
     return {"etc/pgbouncer/pgbouncer.ini": (ini.encode(), 0o644),

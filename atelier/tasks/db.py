@@ -18,6 +18,7 @@ from atelier.dba import health, logical as dba_logical, patroni as dba_patroni, 
 from atelier.dba import prometheus
 from atelier.dba import replication as dba
 from atelier.dba import routes as dba_routes, tuning
+from atelier.dba import cutover as dba_cutover
 from atelier.dba import upgrade as dba_upgrade
 from atelier.dba.server import Server
 from atelier.ssh.fanout import fan_out
@@ -347,6 +348,30 @@ def upgrade(c, target=None, to=None, method="copy", check=False, rollback=False,
     if report.differences or report.index_errors:
         raise AtelierError(f"the upgrade of {p.old} is not proven: {len(report.differences)} table(s) differ, "
                            f"{len(report.index_errors)} index error(s)")
+
+
+# ---- blue/green through the pool ------------------------------------------------------------
+
+@atelier_task(help={"from_": "the server clients write to now (through the pool)",
+                    "to": "the server db.logical subscribed to it",
+                    "db": "the database (default experdb)",
+                    "back": "return: the same --from and --to as the cutover",
+                    "json": "print the report as JSON"})
+def cutover(c, from_=None, to=None, db="experdb", back=False, json=False):
+    """Move the pool's entry of --from to --to with a writer running: pause, catch up, sequences, replication back, resume."""
+    if not from_ or not to:
+        raise AtelierError("db.cutover needs --from and --to, e.g. `inv db.cutover --from debian12-pg15-active "
+                           "--to debian13-pg17-standalone`")
+    with session(c) as current:
+        for name in (from_, to):
+            if not current.matrix.container(name).is_server:
+                raise AtelierError(f"{name} is not a PostgreSQL server")
+        with locked(current.settings, "db.cutover"), uninterrupted("db.cutover"):
+            report = dba_cutover.cutover(current, current.engine, from_, to, db, back, say)
+    print(json_module.dumps(report.as_dict(), indent=2) if json else "\n".join(report.lines()))
+    if report.failed:
+        raise AtelierError(f"the cutover lost {len(report.lost)} row(s), duplicated {report.duplicated}, "
+                           f"and {report.id_collisions} id(s) collide")
 
 
 # ---- logical replication ------------------------------------------------------------------------

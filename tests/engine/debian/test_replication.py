@@ -345,6 +345,44 @@ def test_logical_replication_from_15_to_17_carries_new_rows_and_verifies(environ
                            "--verify", "--json").stdout)
     assert again["problems"] == [] and again["verified"]
 
+
+def test_cutover_through_the_pool_from_15_to_17_and_back_loses_nothing(environ):
+    """On the subscription the test above made: a writer commits numbered
+    rows through PgBouncer's entry of the pair while the entry moves to the
+    17 server, and back. Counted by PostgreSQL: every commit that returned
+    is there once, and the ids (a sequence) never collide."""
+    entry = "debian12-pg15.experdb"
+    sql(environ, PG17_STANDALONE, "create sequence if not exists cut_seq")
+    sql(environ, ACTIVE, "create sequence if not exists cut_seq; select setval('cut_seq', 500)")
+    unsubscribed = inv(environ, "db.cutover", "--from", ACTIVE, "--to", "debian14-pg18-standalone", check=False)
+    assert unsubscribed.returncode == 1 and "is not subscribed to debian12-pg15-active's experdb" in \
+        unsubscribed.stderr and len(unsubscribed.stderr.strip().splitlines()) == 1
+
+    forward = json.loads(inv(environ, "db.cutover", "--from", ACTIVE, "--to", PG17_STANDALONE, "--json").stdout)
+    assert forward["entry"] == entry and forward["committed"] > 20
+    assert forward["lost"] == [] and forward["duplicated"] == 0 and forward["id_collisions"] == 0
+    assert forward["present"] == forward["committed"] and forward["sequences"] >= 2
+    # The pool's entry now reaches 17, and the sequences go on from 15's.
+    pooled = f"psql -XAt postgresql://experdba@pgbouncer:6432/{entry} -c 'show server_version_num'"
+    assert on(environ).run(ACTIVE, pooled).stdout.strip().startswith("17")
+    assert sql(environ, PG17_STANDALONE, "select nextval('cut_seq')") == "501"
+    again = inv(environ, "db.cutover", "--from", ACTIVE, "--to", PG17_STANDALONE, check=False)
+    assert again.returncode == 1 and "already points at debian13-pg17-standalone" in again.stderr
+
+    back = json.loads(inv(environ, "db.cutover", "--back", "--from", ACTIVE, "--to", PG17_STANDALONE,
+                          "--json").stdout)
+    assert back["destination"] == ACTIVE and back["lost"] == [] and back["duplicated"] == 0
+    assert back["id_collisions"] == 0 and back["present"] == back["committed"] > 20
+    # 15 holds both runs' rows, as 17 does: the way back was real replication.
+    both = (f"select count(*) from atelier_cutover where run in ('{forward['run']}', '{back['run']}')")
+    assert wait_for(lambda: sql(environ, PG17_STANDALONE, both) == sql(environ, ACTIVE, both), timeout=30)
+    assert sql(environ, ACTIVE, both) == str(forward["committed"] + back["committed"])
+    assert on(environ).run(ACTIVE, pooled).stdout.strip().startswith("15")
+    nothing = inv(environ, "db.cutover", "--back", "--from", ACTIVE, "--to", PG17_STANDALONE, check=False)
+    assert nothing.returncode == 1 and "nothing to go back from" in nothing.stderr
+
+
+def test_logical_replication_drop_removes_the_slot_and_the_publication(environ):
     inv(environ, "db.logical", "--from", ACTIVE, "--to", PG17_STANDALONE, "--db", "experdb", "--drop")
     assert sql(environ, ACTIVE, "select count(*) from pg_replication_slots where slot_type = 'logical'",
                db="postgres") == "0"
