@@ -37,7 +37,7 @@ def fresh() -> str:
     inv("run", "-t", OLD, "--", f'psql -qd experdb -c "drop extension {ONLY_ON_18}" && '
                                 f"pgbench -i -s {SCALE} -q experdb >/dev/null 2>&1")
     size = inv("run", "-t", OLD, "--", "psql -Atd experdb -c "
-                                       "\"select pg_size_pretty(pg_database_size('experdb'))\"").stdout.split()[0]
+                                       "\"select pg_size_pretty(pg_database_size('experdb'))\"").stdout.strip()
     return f"{size} made in {time.monotonic() - started:.0f} s"
 
 

@@ -178,6 +178,20 @@ def servers_of(environ: dict) -> Servers:
     return _SERVERS[key]
 
 
+def brought_up(values: dict, profile: str):
+    """A package's environment: built and up for its first test, removed
+    with its volumes after its last (a generator for a fixture to yield from)."""
+    from atelier.core.model import Environment, select
+    from atelier.engine.up import down
+
+    inv(values, "build", "--profile", profile)
+    inv(values, "up", "--profile", profile)
+    yield values
+    close_servers(values)
+    down(ENGINE, Environment(load_settings(environ=values), select(profile)), remove_volumes=True,
+         say=lambda _: None)
+
+
 def close_servers(environ: dict) -> None:
     key = (environ["ATELIER_PROJECT"], environ.get("ATELIER_STATE_DIR", ""))
     opened = _SERVERS.pop(key, None)

@@ -7,10 +7,7 @@ leaves its pairs in whatever state its drills end in."""
 
 import pytest
 
-from atelier.core.model import Environment, select
-from atelier.core.settings import load_settings
-from atelier.engine.up import down
-from helpers import ENGINE, close_servers, inv, project_settings
+from helpers import brought_up, project_settings
 
 
 @pytest.fixture(scope="package")
@@ -22,9 +19,4 @@ def debian_environ(tmp_path_factory):
               # Prometheus, Alertmanager and the exporters, with every alert's
               # `for:` shortened so that test_monitoring.py sees them fire at once.
               "ATELIER_MONITORING": "1", "ATELIER_PROMETHEUS_PORT": "25090", "ATELIER_ALERT_FOR": "0s"}
-    inv(values, "build", "--profile", "debian")
-    inv(values, "up", "--profile", "debian")
-    yield values
-    close_servers(values)
-    down(ENGINE, Environment(load_settings(environ=values), select("debian")), remove_volumes=True,
-         say=lambda _: None)
+    yield from brought_up(values, "debian")

@@ -5,10 +5,7 @@ the modules of this folder (package scope)."""
 
 import pytest
 
-from atelier.core.model import Environment, select
-from atelier.core.settings import load_settings
-from atelier.engine.up import down
-from helpers import ENGINE, close_servers, inv, project_settings
+from helpers import brought_up, project_settings
 
 
 @pytest.fixture(scope="package")
@@ -17,9 +14,4 @@ def upgrade_environ(tmp_path_factory):
     values = {**project_settings("ateliertest-upgrade", "172.18", 27000), "ATELIER_STATE_DIR": str(state),
               "ATELIER_BACKUP_DIR": str(state / "backups"), "ATELIER_BENCH_DIR": str(state / "bench-results"),
               "ATELIER_DEBIAN_EXPERIMENTAL": "1"}
-    inv(values, "build", "--profile", "upgrade")
-    inv(values, "up", "--profile", "upgrade")
-    yield values
-    close_servers(values)
-    down(ENGINE, Environment(load_settings(environ=values), select("upgrade")), remove_volumes=True,
-         say=lambda _: None)
+    yield from brought_up(values, "upgrade")
