@@ -1,7 +1,8 @@
 """PostgreSQL 19 (19~rc1 from Debian's experimental, ATELIER_DEBIAN_EXPERIMENTAL=1)
 on debian14, beside forky's own 18, on the real engine: the image carries both
 servers, the pair streams, data checksums, what 19 offers of the extensions
-and what it leaves out (said, not hidden), and atelier's db tasks on 19. (No
+and what it leaves out (said, not hidden), atelier's db tasks on 19, a
+switchover drill there and back, and VS Code's configs. (No
 debug build of 19 from the archive's source, as test_debian14 makes of 18:
 this machine's mirror lists experimental's source package of 19 and does not
 carry its files, 404.)"""
@@ -82,3 +83,27 @@ def test_db_report_and_tune_read_postgresql_19(environ):
         inv(environ, "db.tune", "-t", STANDALONE, "--reset", "--restart")
     assert sql(environ, STANDALONE, "show random_page_cost") == "4"
 
+
+
+def test_a_switchover_drill_on_19_and_back_loses_nothing(environ):
+    for old, new in ((ACTIVE, STANDBY), (STANDBY, ACTIVE)):
+        shown = json.loads(inv(environ, "db.drill", "switchover", "-t", "debian14-pg19-*", "--json").stdout)
+        assert (shown["old_primary"], shown["new_primary"]) == (old, new)
+        assert shown["committed"] > 20 and shown["lost_count"] == 0 and shown["present"] == shown["committed"]
+        assert sql(environ, new, "select pg_is_in_recovery()") == "f"
+        assert wait_for(lambda: sql(environ, old, "select status from pg_stat_wal_receiver", check=False)
+                        == "streaming", timeout=30)
+
+
+def test_vscode_configs_name_19s_own_programs_and_paths(environ):
+    folder = "/var/lib/postgresql/workspace/.vscode"
+    files = {name: json.loads(on(environ).run(STANDALONE, f"cat {folder}/{name}").stdout)
+             for name in ("launch.json", "c_cpp_properties.json", "settings.json")}
+    assert files["settings.json"]["atelier.postgres"] == "/usr/lib/postgresql/19/bin/postgres"
+    include = files["c_cpp_properties.json"]["configurations"][0]["includePath"]
+    assert "/usr/include/postgresql/19/server" in include
+    launch = {e["name"]: e for e in files["launch.json"]["configurations"]}["postgres (launch)"]["args"]
+    paths = [files["settings.json"]["atelier.postgres"], launch[launch.index("-D") + 1],
+             *[p for p in include if "/workspace/" not in p]]
+    assert on(environ).run(STANDALONE, " && ".join(f"test -e {p}" for p in paths), check=False).returncode == 0, \
+        paths

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT, inv, wait_for
+from helpers import ROOT, default_sigint, inv, wait_for
 from helpers import servers_of as on
 
 pytestmark = pytest.mark.engine
@@ -98,12 +98,12 @@ def test_ctrl_c_before_the_new_server_starts_leaves_both_as_they_were(environ):
     before = sums(environ, OLD)
     run = subprocess.Popen([sys.executable, "-m", "invoke", "db.upgrade", "-t", OLD, "--to", "19", "--yes"],
                            cwd=ROOT, env={**os.environ, **environ}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     said = []
     for line in run.stderr:
         said.append(line)
         if "pg_upgrade --check" in line:
-            run.send_signal(signal.SIGINT)  # from Python: a shell's background job ignores SIGINT
+            run.send_signal(signal.SIGINT)
             break
     rest = run.communicate(timeout=120)[1]
     assert run.returncode == 130 and "atelier: interrupted" in rest, "".join(said) + rest
