@@ -278,17 +278,17 @@ def upgrade(session, p: Plan, say, check_only: bool = False) -> Report | None:
     facts = old.rows(INITDB_FACTS_SQL.format(locale=locale_column), what="reading its locale and checksums")[0]
     before = {} if check_only else checksums_of(old)
     stats_before = sum(old.rows(STATS_SQL, db)[0]["n"] for db in old.databases()) if not check_only else 0
-    say(f"stopping {p.new} and making a new PostgreSQL {p.new_major} cluster to upgrade into "
-        f"(the one there is kept as {aside})")
-    new.stop(f"stopping {p.new}")
-    # A fence (from a rollback) kept the old cluster of this folder stopped; the new one is to run.
-    new.step("putting its cluster aside", f'mv {shlex.quote(new_datadir)} {shlex.quote(aside)} && '
-             f'rm -f "$PG_DATA_MOUNT/{FENCE_MARKER}"')
-    new.step("making the new cluster", initdb_line(nb.bindir, new_datadir, facts), hide=True)
-    started = time.monotonic()
     no_return = False
     report = Report(p.old, p.new, p.method, p.old_major, p.new_major)
     try:
+        say(f"stopping {p.new} and making a new PostgreSQL {p.new_major} cluster to upgrade into "
+            f"(the one there is kept as {aside})")
+        new.stop(f"stopping {p.new}")
+        # A fence (from a rollback) kept the old cluster of this folder stopped; the new one is to run.
+        new.step("putting its cluster aside", f'mv {shlex.quote(new_datadir)} {shlex.quote(aside)} && '
+                 f'rm -f "$PG_DATA_MOUNT/{FENCE_MARKER}"')
+        new.step("making the new cluster", initdb_line(nb.bindir, new_datadir, facts), hide=True)
+        started = time.monotonic()
         say(f"stopping {p.old}: downtime starts")
         old.stop(f"stopping {p.old}")
         old.shutdown_checkpoint()
@@ -314,7 +314,9 @@ def upgrade(session, p: Plan, say, check_only: bool = False) -> Report | None:
             code, output = quiet(new, run.replace(" --check", ""))
             report.pg_upgrade_s = time.monotonic() - timer
             if code != 0:
-                raise AtelierError(f"pg_upgrade --{p.method} failed:\n{output.strip()}")
+                moved = (f" (--swap may have moved part of {p.old}'s cluster already; pg_upgrade's logs are in "
+                         f"{new_datadir}/pg_upgrade_output.d, and a backup is the way back)" if no_return else "")
+                raise AtelierError(f"pg_upgrade --{p.method} failed{moved}:\n{output.strip()}")
         no_return = True
         mark_upgraded(old, p)
         say(f"starting {p.new} on the upgraded cluster")
