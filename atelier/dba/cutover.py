@@ -14,7 +14,6 @@ same pgbouncer.ini again."""
 
 from __future__ import annotations
 
-import shlex
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -87,15 +86,6 @@ class CutoverReport:
         return asdict(self)
 
 
-def writer_script(conninfo: str, run: str) -> str:
-    insert = (f"INSERT INTO {TABLE} (run, n) VALUES ('{run}', $n) "
-              "RETURNING host(inet_server_addr()) || ' ' || extract(epoch FROM clock_timestamp())")
-    return (f"stop=/tmp/atelier-drill-{run}.stop; n=0; "
-            'while [ ! -e "$stop" ]; do n=$((n + 1)); '
-            f'if at=$(psql {shlex.quote(conninfo)} -XAtq -c "{insert}" 2>/dev/null); then '
-            'echo "commit $n $(date +%s.%N) $at"; else sleep 0.02; fi; done')
-
-
 def longest_gap(commits: list[Commit]) -> float:
     times = sorted(c.at for c in commits)
     return max((b - a for a, b in zip(times, times[1:])), default=0.0)
@@ -108,7 +98,7 @@ def subscribed(dst: Server, subscription: str, db: str) -> dict | None:
     return rows[0] if rows else None
 
 
-def wait_applied(publisher: Server, slot: str, say) -> int:
+def wait_applied(publisher: Server, slot: str) -> int:
     """Until the subscriber confirmed the publisher's current LSN; ms."""
     started = time.monotonic()
     lsn = publisher.rows("SELECT pg_current_wal_lsn()::text AS lsn")[0]["lsn"]
@@ -196,18 +186,18 @@ def cutover(session, engine, source: str, destination: str, db: str, back: bool,
     run = uuid.uuid4().hex[:8]
     report = CutoverReport(old.name, new.name, db, entry, back, run)
     prepare_table(old, new, db, None if back else subscription)
-    conninfo = (f"host={matrix.service_address('pgbouncer')} port={pgbouncer.address(matrix)[1]} user=experdba "
-                f"dbname={entry} connect_timeout=2")
+    host, port = pgbouncer.address(matrix)
+    conninfo = f"host={host} port={port} user=experdba dbname={entry} connect_timeout=2"
     writers = Writers(session, destination, run)
     say(f"writer: committing numbered rows through the pool's {entry}, from {destination}'s container")
-    writers.start("w", conninfo, script=writer_script(conninfo, run))
+    writers.start("w", conninfo, table=TABLE)
     try:
         time.sleep(seconds_before)
         say(f"pausing {entry}: its clients wait")
         paused = time.monotonic()
         pgbouncer.console(engine, matrix, [f'PAUSE "{entry}"'])
         try:
-            report.caught_up_ms = wait_applied(slot_owner, slot, say)
+            report.caught_up_ms = wait_applied(slot_owner, slot)
             report.sequences = bring_sequences_forward(old, new, db)
             report.roles = same_secrets(old, new)
             if not back:

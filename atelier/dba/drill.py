@@ -45,12 +45,12 @@ def listed_conninfo(hosts: list[str]) -> str:
             "target_session_attrs=read-write connect_timeout=2")
 
 
-def writer_script(conninfo: str, run: str, writer: str = "w") -> str:
-    """Rows numbered from 1 (writer w) or from 1000001 (a second writer):
-    each commit that returned is printed, nothing else."""
+def writer_script(conninfo: str, run: str, writer: str = "w", table: str = DRILL_TABLE) -> str:
+    """Rows numbered from 1 (writer w) or from 1000001 (a second writer)
+    into `table` (run, n): each commit that returned is printed, nothing else."""
     first = 0 if writer == "w" else 1000000
     # The server's address and the time it ran the insert, both PostgreSQL's own word.
-    insert = (f"INSERT INTO {DRILL_TABLE} (run, n) VALUES ('{run}', $n) "
+    insert = (f"INSERT INTO {table} (run, n) VALUES ('{run}', $n) "
               "RETURNING host(inet_server_addr()) || ' ' || extract(epoch FROM clock_timestamp())")
     return (f"stop=/tmp/atelier-drill-{run}.stop; n={first}; "
             'while [ ! -e "$stop" ]; do n=$((n + 1)); '
@@ -208,10 +208,9 @@ class Writers:
         self.context = session.context(host, "postgres")
         self.running: dict[str, object] = {}
 
-    def start(self, name: str, conninfo: str, script: str | None = None) -> None:
-        script = script or writer_script(conninfo, self.run, name)
-        self.running[name] = self.context.run(guarded(script), asynchronous=True, hide=True, in_stream=False,
-                                              warn=True)
+    def start(self, name: str, conninfo: str, table: str = DRILL_TABLE) -> None:
+        self.running[name] = self.context.run(guarded(writer_script(conninfo, self.run, name, table)),
+                                              asynchronous=True, hide=True, in_stream=False, warn=True)
 
     def stop(self) -> dict[str, list[Commit]]:
         stop = f"/tmp/atelier-drill-{self.run}.stop"
