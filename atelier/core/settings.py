@@ -72,6 +72,10 @@ class Settings:
     git_identity_given: tuple = ("", "")  # ATELIER_GIT_NAME, ATELIER_GIT_EMAIL
     docker_host: str = ""  # ATELIER_DOCKER_HOST: the engine when neither DOCKER_HOST nor a docker context names one
     network_driver: str = "bridge"  # or "overlay" (attachable, on a swarm manager)
+    # The engines of a swarm the containers are spread over: (name, engine URL), the
+    # first holding the published ports; () runs everything on the one engine.
+    nodes: tuple = ()
+    placement: str = "group"  # "group": an OS group per node; "spread": each standby off its primary's node
     # A folder of <extension>.tar.gz that images build git extensions from,
     # instead of cloning (a mirror of your own, or machines with no GitHub).
     extension_sources: Path | None = None
@@ -180,6 +184,33 @@ def _network_driver(raw: str) -> str:
     if raw not in NETWORK_DRIVERS:
         raise AtelierError(f"ATELIER_NETWORK={raw} is not a network driver atelier uses; valid: "
                            + ", ".join(NETWORK_DRIVERS))
+    return raw
+
+
+PLACEMENTS = ("group", "spread")
+NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+def _nodes(raw: str) -> tuple:
+    """ATELIER_NODES=n1=ssh://build1,n2=unix:///var/run/docker.sock: each
+    a name and an engine address of the kinds DOCKER_HOST takes."""
+    nodes: list[tuple[str, str]] = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, _, url = item.partition("=")
+        if not NODE_NAME.match(name) or not url.split("://")[0] in ("unix", "ssh", "tcp") or "://" not in url:
+            raise AtelierError(f"ATELIER_NODES entry {item!r} is not name=engine; write it like "
+                               "n1=ssh://me@build1,n2=unix:///var/run/docker.sock (engines: unix://, ssh://, tcp://)")
+        if name in dict(nodes) or url in dict(nodes).values():
+            raise AtelierError(f"ATELIER_NODES names {name if name in dict(nodes) else url} twice; "
+                               "each node once, with an engine of its own")
+        nodes.append((name, url))
+    return tuple(nodes)
+
+
+def _placement(raw: str) -> str:
+    if raw not in PLACEMENTS:
+        raise AtelierError(f"ATELIER_PLACEMENT={raw} is not a placement; valid: group (an OS group per node, "
+                           "the default), spread (each standby on another node than its primary)")
     return raw
 
 
@@ -348,6 +379,11 @@ def parse_settings(env: dict, root: Path) -> Settings:
 
     profiles = user_profiles(env)
     locales = parse_locales(env)
+    nodes = _nodes(env.get("ATELIER_NODES", ""))
+    network_driver = _network_driver(env.get("ATELIER_NETWORK", "overlay" if nodes else "bridge"))
+    if nodes and network_driver != "overlay":
+        raise AtelierError(f"ATELIER_NETWORK={network_driver} cannot span the nodes of ATELIER_NODES; valid with "
+                           "nodes: overlay (the default then), or leave ATELIER_NODES empty for one engine")
     state_dir = Path(env.get("ATELIER_STATE_DIR") or root / ".state" / project)
     backup_dir = Path(env.get("ATELIER_BACKUP_DIR") or root / "backups")
     bench_dir = Path(env.get("ATELIER_BENCH_DIR") or root / "bench-results")
@@ -387,6 +423,8 @@ def parse_settings(env: dict, root: Path) -> Settings:
         timezone=parse_timezone(env),
         git_identity_given=(env.get("ATELIER_GIT_NAME", ""), env.get("ATELIER_GIT_EMAIL", "")),
         docker_host=env.get("ATELIER_DOCKER_HOST", ""),
-        network_driver=_network_driver(env.get("ATELIER_NETWORK", "bridge")),
+        network_driver=network_driver,
+        nodes=nodes,
+        placement=_placement(env.get("ATELIER_PLACEMENT", "group").strip() or "group"),
         extension_sources=_folder(env, "ATELIER_EXTENSION_SOURCES"),
     )

@@ -300,3 +300,26 @@ def forget_pool_move(state_dir: Path, entry: str | None = None) -> None:
         write_file(state_dir / "pool-moves.json", json.dumps(left, sort_keys=True) + "\n")
     else:
         (state_dir / "pool-moves.json").unlink(missing_ok=True)
+
+
+def placements(state_dir: Path) -> dict[str, str]:
+    """ATELIER_NODES: the node each container was placed on (its volumes
+    stay there after `down`), so that the next `up` places it there again."""
+    import json
+
+    try:
+        found = json.loads((state_dir / "placement.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(found, dict) else {}
+
+
+def remember_placements(state_dir: Path, placed: dict[str, str]) -> None:
+    import json
+
+    write_file(state_dir / "placement.json", json.dumps({**placements(state_dir), **placed}, sort_keys=True) + "\n")
+
+
+def forget_placements(state_dir: Path) -> None:
+    """With the volumes gone, nothing ties a container to a node."""
+    (state_dir / "placement.json").unlink(missing_ok=True)

@@ -12,7 +12,9 @@ against those commits.
 The kinds: switchover and failover (both modes; `auto` under Patroni kills
 the leader and lets Patroni promote), zombie (the primary frozen past the
 leader lock's TTL, then thawed: what did it accept after the promotion?),
-dcs-loss (Patroni: two of three etcd members stopped)."""
+dcs-loss (Patroni: two of three etcd members stopped), partition (the
+primary cut off from the network the pair shares, failed over, healed and
+rejoined: see Cut)."""
 
 from __future__ import annotations
 
@@ -23,15 +25,15 @@ from dataclasses import dataclass, field
 from atelier.core.errors import AtelierError
 from atelier.core.model import PATRONI_TIMINGS
 from atelier.dba import patroni
-from atelier.dba.replication import failover, switchover
+from atelier.dba.replication import failover, rejoin, switchover
 from atelier.dba.routes import routes
 from atelier.dba.server import Server, wait_for
-from atelier.engine.containers import existing, kill
+from atelier.engine.containers import disconnect, existing, kill, reconnect
 from atelier.ssh.guard import guarded
 
 DRILL_DB = "experdb"
 DRILL_TABLE = "atelier_drill"
-KINDS = ("switchover", "failover", "zombie", "dcs-loss")
+KINDS = ("switchover", "failover", "zombie", "dcs-loss", "partition")
 PATRONI_ONLY = ("dcs-loss",)
 
 
@@ -104,6 +106,13 @@ class DrillReport:
     # long after it came back they resumed.
     writes_after_dcs_loss: float | None = None
     dcs_back_to_write: float | None = None
+    # partition: how the primary was cut off, cut to the promotion and to the
+    # first commit on the new primary, and healed to the old one streaming.
+    cut: str = ""
+    cut_to_promoted: float | None = None
+    cut_to_write: float | None = None
+    healed_to_streaming: float | None = None
+    rejoined: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -123,6 +132,15 @@ class DrillReport:
         if self.write_gap is not None:
             out.append(f"writes stopped for {self.write_gap:.3f} s: last commit on {self.old_primary} "
                        f"to first on {self.new_primary}")
+        if self.cut:
+            out.append(f"cut: {self.cut}")
+        if self.cut_to_promoted is not None:
+            out.append(f"cut to {self.new_primary} promoted: {self.cut_to_promoted:.3f} s")
+        if self.cut_to_write is not None:
+            out.append(f"cut to first commit on {self.new_primary}: {self.cut_to_write:.3f} s")
+        if self.rejoined:
+            out.append(self.rejoined + (f" ({self.healed_to_streaming:.1f} s after the heal)"
+                                        if self.healed_to_streaming is not None else ""))
         if self.killed_to_write is not None:
             out.append(f"primary killed to first commit on {self.new_primary}: {self.killed_to_write:.3f} s")
         if self.killed_to_promoted is not None:
@@ -142,7 +160,8 @@ class DrillReport:
     def failed(self) -> bool:
         """A switchover, a synchronous failover and a DCS loss must lose
         nothing; under Patroni a zombie must take no write."""
-        if self.lost and (self.kind in ("switchover", "dcs-loss") or (self.kind == "failover" and self.synchronous)):
+        if self.lost and (self.kind in ("switchover", "dcs-loss") or
+                          (self.kind in ("failover", "partition") and self.synchronous)):
             return True
         # The application's path (the pool) must never reach a zombie under Patroni.
         return self.kind == "zombie" and self.mode == "patroni" and bool(self.zombie_writes_pooled)
@@ -233,8 +252,20 @@ def promoted(server: Server) -> bool:
         return False
 
 
+@dataclass
+class Cut:
+    """How a partition drill cuts the primary off and heals it: by default
+    its container leaves the pair's network through its own node's engine
+    (which works on any engine or swarm); `cut` and `heal` may be replaced,
+    say by commands that take a whole node's link down and up."""
+
+    how: str
+    cut: object  # () -> None
+    heal: object  # () -> None
+
+
 def drill(session, kind: str, standby: str, primary: str, synchronous: bool, say, auto: bool = False,
-          pause_seconds: float | None = None, failsafe: bool = False) -> DrillReport:
+          pause_seconds: float | None = None, failsafe: bool = False, cut: Cut | None = None) -> DrillReport:
     matrix = session.matrix
     under_patroni = matrix.settings.patroni
     mode = "patroni" if under_patroni else "plain"
@@ -283,6 +314,18 @@ def drill(session, kind: str, standby: str, primary: str, synchronous: bool, say
             promoted_at, notes = freeze_and_thaw(session, old, new, pause_seconds, say)
         elif kind == "dcs-loss":
             lost_quorum_at, quorum_back_at, notes = lose_the_dcs(session, pair, failsafe, say)
+        elif kind == "partition":
+            cut = cut or network_cut(session, primary)
+            say(f"cutting {primary} off: {cut.how}")
+            killed_at = time.time()
+            cut.cut()
+            if under_patroni:
+                say(f"waiting for Patroni to promote {standby} (the leader lock expires)")
+                if not wait_for(lambda: promoted(new), PATRONI_TIMINGS["ttl"] * 4, 0.1):
+                    raise AtelierError(f"Patroni did not promote {standby} in {PATRONI_TIMINGS['ttl'] * 4} s")
+            else:
+                failover(session, standby, say)
+            promoted_at = time.time()
         # Let the writer go on against the primary for a while.
         serving = new if promoted(new) else old
         after_change = count_rows(serving, run)
@@ -306,6 +349,10 @@ def drill(session, kind: str, standby: str, primary: str, synchronous: bool, say
         report.dcs_back_to_write = first_after(commits, quorum_back_at) if quorum_back_at else None
     else:
         report = account(kind, primary, standby, is_sync, commits, present, addresses, killed_at, promoted_at)
+    if kind == "partition" and killed_at is not None:
+        report.cut, report.cut_to_write, report.killed_to_write = cut.how, report.killed_to_write, None
+        report.cut_to_promoted, report.killed_to_promoted = report.killed_to_promoted, None
+        report.healed_to_streaming, report.rejoined = heal_and_rejoin(session, cut, old, new, say)
     if kind == "zombie" and promoted_at is not None:
         report.zombie_writes = zombie_writes(commits, old.container.address, promoted_at)
         report.zombie_writes_pooled = zombie_writes(seen["w"], old.container.address, promoted_at)
@@ -314,6 +361,43 @@ def drill(session, kind: str, standby: str, primary: str, synchronous: bool, say
     report.reached = {names[w]: reached(found, addresses) for w, found in seen.items()}
     report.mode, report.path, report.notes, report.run = mode, path, notes, run
     return report
+
+
+def network_cut(session, name: str) -> Cut:
+    engine, env = session.engine, session.matrix
+    node = getattr(existing(engine, env, name), "atelier_node", "")
+    where = f" through node {node}'s engine" if node else ""
+    return Cut(f"{name}'s container disconnected from network {env.network}{where}",
+               lambda: disconnect(engine, env, name), lambda: reconnect(engine, env, name))
+
+
+def answers(server: Server) -> bool:
+    try:
+        server.state()
+        return True
+    except Exception:  # noqa: BLE001 - not reachable yet: ask again
+        return False
+
+
+def heal_and_rejoin(session, cut: Cut, old: Server, new: Server, say) -> tuple[float | None, str]:
+    """Heal the cut, then bring the old primary back as a standby of the new
+    one (pg_rewind; Patroni's own rejoin under Patroni)."""
+    say(f"healing the cut ({cut.how})")
+    cut.heal()
+    healed_at = time.monotonic()
+    session.reconnect()  # connections made before the cut may hang on it
+    if not wait_for(lambda: answers(old), 90, 0.5):
+        return None, f"{old.name} did not answer over SSH within 90 s of the heal; `inv db.rejoin -t {old.name}`"
+    if session.matrix.settings.patroni:
+        patroni.rejoin(session, old.name, say)
+    else:
+        def refuse(question, refusal):
+            raise AtelierError(refusal)
+
+        rejoin(session, old.name, say, refuse)
+    if not wait_for(lambda: old.state().receiver == "streaming", 60, 0.5):
+        return None, f"{old.name} rejoined but does not stream from {new.name}"
+    return time.monotonic() - healed_at, f"{old.name} streams from {new.name} again"
 
 
 def make_synchronous(session, pair, old: Server, new: Server, say) -> None:

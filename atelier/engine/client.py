@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 
 from atelier.core.errors import AtelierError
 from atelier.core.model import PROJECT_LABEL
+from atelier.core.parallel import parallel_map
 from atelier.engine import host as engine_host
 from atelier.engine.host import EngineHost
 
@@ -22,7 +24,16 @@ def import_docker(remote: bool = False):
       (Fabric imports it when needed).
     - requests' character detection (charset_normalizer or chardet), for
       guessing the encoding of undeclared text: 0.03-0.06 s. The engine
-      answers JSON, and requests falls back to UTF-8 without it."""
+      answers JSON, and requests falls back to UTF-8 without it.
+    Nodes connect in parallel threads: one imports, the others wait."""
+    with _IMPORTING:
+        return _import_docker(remote)
+
+
+_IMPORTING = threading.Lock()
+
+
+def _import_docker(remote: bool):
     if "docker" in sys.modules:
         return sys.modules["docker"]
     left_out = ["charset_normalizer", "chardet"]
@@ -111,19 +122,37 @@ def _context_tls(chosen: EngineHost):
 class Engine:
     """The engine a run drives: `host` says where it is; `client` is the one
     SDK client to it, connected on first use (so a task that never needs
-    the engine never imports the SDK)."""
+    the engine never imports the SDK).
 
-    def __init__(self, chosen: EngineHost, client=None):
+    With ATELIER_NODES, `nodes` holds an Engine per node of the swarm, in
+    the order given: the containers run there, and this engine builds the
+    images they are streamed from. Everything that finds containers looks
+    on every node; a container object talks to its own node's engine."""
+
+    def __init__(self, chosen: EngineHost, client=None, nodes: dict[str, Engine] | None = None):
         self.host = chosen
         self._client = client
         self._info: dict | None = None
+        self.nodes: dict[str, Engine] = dict(nodes or {})
 
     @classmethod
-    def chosen(cls, docker_host_setting: str = "", environ: dict | None = None) -> Engine:
+    def chosen(cls, docker_host_setting: str = "", environ: dict | None = None, nodes: tuple = ()) -> Engine:
         """The engine DOCKER_HOST, a docker context, ATELIER_DOCKER_HOST
-        (`docker_host_setting`) or the local socket names, in that order."""
+        (`docker_host_setting`) or the local socket names, in that order;
+        and the engines of `nodes` ((name, URL) pairs), when given."""
         environ = dict(os.environ if environ is None else environ)
-        return cls(engine_host.choose(environ, engine_host.docker_context(environ), docker_host_setting))
+        return cls(engine_host.choose(environ, engine_host.docker_context(environ), docker_host_setting),
+                   nodes={name: cls(EngineHost(url, f"ATELIER_NODES, node {name}")) for name, url in nodes})
+
+    @property
+    def entry_host(self) -> EngineHost:
+        """Where the published ports are: the first node's engine host, else this one's."""
+        return next(iter(self.nodes.values())).host if self.nodes else self.host
+
+    @property
+    def runners(self) -> dict[str, Engine]:
+        """Node name -> engine, for every engine that runs containers ("" when there is one)."""
+        return self.nodes or {"": self}
 
     @property
     def client(self):
@@ -141,21 +170,35 @@ class Engine:
             self._info = self.client.info()
         return self._info
 
+    def _listed(self, labels: list[str]) -> list:
+        """The containers with `labels` on every engine that runs them; each
+        carries its node's name as `atelier_node`."""
+        def listed(item):
+            node, engine = item
+            found = engine.client.containers.list(all=True, filters={"label": labels})
+            for container in found:
+                container.atelier_node = node
+            return found
+
+        runners = list(self.runners.items())
+        lists = parallel_map(listed, runners) if len(runners) > 1 else [listed(runners[0])]
+        return [c for found in lists for c in found]
+
     def project_containers(self, project: str) -> dict:
         """atelier name -> container object, for every container of the project."""
-        found = self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
-        return {c.labels.get("atelier.name", c.name): c for c in found}
+        return {c.labels.get("atelier.name", c.name): c for c in self._listed([f"{PROJECT_LABEL}={project}"])}
 
     def container(self, project: str, name: str):
         """The container of the project named `name` (the model's name), or None."""
-        found = self.client.containers.list(all=True, filters={"label": [f"{PROJECT_LABEL}={project}",
-                                                                         f"atelier.name={name}"]})
+        found = self._listed([f"{PROJECT_LABEL}={project}", f"atelier.name={name}"])
         return found[0] if found else None
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+        for node in self.nodes.values():
+            node.close()
 
     def __enter__(self) -> Engine:
         return self

@@ -118,6 +118,23 @@ def kill(engine, env: Environment, name: str) -> float:
     return time.time()
 
 
+def disconnect(engine, env: Environment, name: str) -> None:
+    """Take a container off the project network, through its own node's
+    engine: the rest of the network no longer reaches it, nor it them."""
+    found = existing(engine, env, name)
+    found.client.api.disconnect_container_from_network(found.id, env.network, force=True)
+
+
+def reconnect(engine, env: Environment, name: str) -> None:
+    """Put it back on the project network with its static address and name."""
+    found = existing(engine, env, name)
+    if env.network in ((found.attrs.get("NetworkSettings") or {}).get("Networks") or {}):
+        return
+    container = env.container(name)
+    found.client.api.connect_container_to_network(found.id, env.network, ipv4_address=container.address,
+                                                  aliases=[container.name])
+
+
 def copy_in(container, folder: str, files: dict) -> None:
     """Files (path -> (content, mode)) into a folder of a container, started or not."""
     container.put_archive(folder, tar_bytes(files, folders=False))

@@ -23,6 +23,7 @@ class StatusRow:
     serves: str  # primary or standby, as the server itself says (pg_is_in_recovery)
     follows: str  # a standby's primary, by its container name, and whether it streams
     health: str
+    node: str = ""  # with ATELIER_NODES: the node whose engine runs it
 
 
 def reread_host_keys(engine, env: Environment) -> dict[str, str]:
@@ -32,7 +33,7 @@ def reread_host_keys(engine, env: Environment) -> dict[str, str]:
     probes = dict(zip(containers, parallel_map(probe, containers.values())))
     keys = {n: p.get("hostkey") for n, p in probes.items() if p.get("hostkey") not in ("-", "")}
     record_host_keys(env.settings, keys)
-    write_ssh_config(env, engine.host)
+    write_ssh_config(env, engine.entry_host)
     return keys
 
 
@@ -60,7 +61,8 @@ def status(engine, env: Environment) -> list[StatusRow]:
         address = next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), "-")
         serves = {"t": "standby", "f": "primary"}.get(p.get("recovery"), "-")
         return StatusRow(name, labels.get("atelier.role", "?"), labels.get("atelier.os", "?"),
-                         labels.get("atelier.major", "-"), address, p.state, serves, follows, health)
+                         labels.get("atelier.major", "-"), address, p.state, serves, follows, health,
+                         getattr(container, "atelier_node", ""))
 
     order = {c.name: i for i, c in enumerate(env.containers)}
     rows = parallel_map(row, containers.items())

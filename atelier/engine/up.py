@@ -16,10 +16,12 @@ from atelier.core.errors import AtelierError
 from atelier.core.model import (CACHE_LABEL, DATA_VOLUME, NOFILE, PROJECT_LABEL, Container, Environment,
                                 overlay_ip_range, select)
 from atelier.core.parallel import parallel_map
-from atelier.core.state import (forget_leaders, forget_pool_move, last_leaders, record_host_keys, remember_leaders, short_lock,
-                                write_file)
+from atelier.core.placement import place
+from atelier.core.state import (forget_leaders, forget_placements, forget_pool_move, last_leaders, placements,
+                                record_host_keys, remember_leaders, remember_placements, short_lock, write_file)
 from atelier.engine import host as engine_host
 from atelier.engine.containers import Probe, never_started, probe, readiness, stop_and_remove
+from atelier.engine.nodes import check_nodes, distribute_images
 from atelier.render.archive import tar_bytes
 from atelier.render.runtime import runtime_files
 from atelier.render.spec import ContainerSpec, container_spec
@@ -259,29 +261,68 @@ def plan_up(wanted: dict[str, str], found: dict[str, Found]) -> UpPlan:
     return UpPlan(remove, recreate, create, start)
 
 
+@dataclass
+class NodeSetup:
+    """What `up` needs of one engine that runs containers."""
+
+    client: object
+    info: dict
+    env: Environment  # with this engine's nofile ceiling
+
+
+def node_setups(engine, env: Environment, placed: dict[str, str]) -> dict[str, NodeSetup]:
+    """Per engine that runs containers: its client, its info, and the
+    environment as its limits make it (read once per engine)."""
+    def setup(item):
+        node, runner = item
+        info = runner.info()
+        image = next((c.image.name for c in env.containers if placed[c.name] == node), env.containers[0].image.name)
+        ceiling = nofile_ceiling(runner.client, env, image, info.get("ID", ""))
+        return NodeSetup(runner.client, info, dataclasses.replace(env, nofile_ceiling=ceiling))
+
+    runners = {n: e for n, e in engine.runners.items() if n in set(placed.values())}
+    return dict(zip(runners, parallel_map(setup, runners.items())))
+
+
+def placement(engine, env: Environment, existing: dict) -> dict[str, str]:
+    """Container name -> node name ("" on one engine); recorded for the next `up`."""
+    if not engine.nodes:
+        return {c.name: "" for c in env.containers}
+    found = {name: getattr(c, "atelier_node", "") for name, c in existing.items()}
+    placed = place(env, list(engine.nodes), env.settings.placement, found, placements(env.settings.state_dir))
+    remember_placements(env.settings.state_dir, placed)
+    return placed
+
+
 def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
-    """Make the engine match the environment, then wait until it is ready.
-    Returns a summary dict (counts and seconds) for benchmarks and tests."""
+    """Make the engine (or the nodes of ATELIER_NODES) match the environment,
+    then wait until it is ready. Returns a summary dict (counts and seconds)
+    for benchmarks and tests."""
     started = time.monotonic()
-    client = engine.client
-    info = engine.info()
-    cgroup = cgroup_version(info)
+    manager = check_nodes(engine) if engine.nodes else ""  # every node answers, before anything is made
     existing = engine.project_containers(env.project)
-    ids = image_ids(client, {c.image.name for c in env.containers})
+    placed = placement(engine, env, existing)
+    if engine.nodes:
+        needed: dict[str, set[str]] = {}
+        for container in env.containers:
+            needed.setdefault(placed[container.name], set()).add(container.image.name)
+        distribute_images(engine, needed, say)
+    ids = image_ids(engine.client, {c.image.name for c in env.containers})
     _check_images(env, ids)
-    env = dataclasses.replace(env, nofile_ceiling=nofile_ceiling(client, env, env.containers[0].image.name,
-                                                                 info.get("ID", "")))
-    specs = {c.name: container_spec(env, c, cgroup) for c in env.containers}
-    _check_ports(specs, existing, remote=engine.is_remote)
+    setups = node_setups(engine, env, placed)
+    specs = {c.name: container_spec(setups[placed[c.name]].env, c, cgroup_version(setups[placed[c.name]].info))
+             for c in env.containers}
+    _check_ports(specs, existing, remote=engine.is_remote or bool(engine.nodes))
     hashes = {name: spec.config_hash(ids[spec.image]) for name, spec in specs.items()}
     plan = plan_up(hashes, {name: Found(c.labels.get(CONFIG_LABEL), c.status, never_started(c))
                             for name, c in existing.items()})
     changes = plan.create or plan.start or plan.remove or plan.recreate
-    if engine.is_remote and changes and any(c.role == "init" for c in env.containers):
+    if engine.entry_host.is_remote and changes and any(c.role == "init" for c in env.containers):
         # Before anything changes; a no-op up pays no extra handshake for it
         # (wait_ssh_entry asks the same if HAProxy does not answer).
-        engine_host.check_forwarding(engine.host.ssh)
-    ensure_network(client, env, info)
+        engine_host.check_forwarding(engine.entry_host.ssh)
+    network_engine = engine.nodes[manager] if manager else engine
+    ensure_network(network_engine.client, env, network_engine.info())
 
     parallel_map(stop_and_remove, [existing.pop(n) for n in plan.remove + plan.recreate], workers=8)
     if plan.remove or plan.recreate:
@@ -289,29 +330,31 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
             f"{len(plan.recreate)} to recreate (volumes kept)")
     for container in env.containers:
         if container.name in plan.create:
-            existing[container.name] = _create(client, env, container, specs[container.name],
+            setup = setups[placed[container.name]]
+            existing[container.name] = _create(setup.client, setup.env, container, specs[container.name],
                                                hashes[container.name], say)
     first, after = start_order(env, plan.start, last_leaders(env.settings.state_dir))
-    for name in first:
-        existing[name].start()
+    parallel_map(lambda name: existing[name].start(), first, workers=8) if engine.nodes else \
+        [existing[name].start() for name in first]
     if after:
         wait_for_leaders(env, existing, after, started + timeout, say)
         for name in after:
             existing[name].start()
     if plan.create or plan.start:
-        say(f"created {len(plan.create)}, started {len(plan.start)} container(s) on network {env.network}")
+        where = f" across {len(set(placed.values()))} node(s)" if engine.nodes else ""
+        say(f"created {len(plan.create)}, started {len(plan.start)} container(s) on network {env.network}{where}")
 
     # Keys of containers that were kept stay recorded; new ones are recorded
     # as soon as they are read, so that a failed `up` can still be looked into.
     record_host_keys(env.settings, {}, keep=set(existing) - set(plan.create))
-    write_ssh_config(env, engine.host)
+    write_ssh_config(env, engine.entry_host)
     wait_ready(engine, env, existing, say, timeout, deadline=started + timeout)
     if any(c.role == "init" for c in env.containers):
         wait_ssh_entry(engine, env, deadline=time.monotonic() + 60)
     seconds = time.monotonic() - started
     say(f"ready: {len(env.containers)} container(s) of {env.selection.label} in {seconds:.1f}s")
     return {"created": len(plan.create), "started": len(plan.start),
-            "removed": len(plan.remove) + len(plan.recreate), "seconds": seconds}
+            "removed": len(plan.remove) + len(plan.recreate), "seconds": seconds, "placement": placed}
 
 
 def start_order(env: Environment, names: list[str], leaders: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -362,7 +405,7 @@ def wait_ready(engine, env: Environment, containers: dict, say=print, timeout: f
                  if probes[n].get("hostkey") not in ("-", "") and recorded.get(n) != probes[n].get("hostkey")}
         if fresh:
             record_host_keys(env.settings, fresh, keep=set(containers))
-            write_ssh_config(env, engine.host)
+            write_ssh_config(env, engine.entry_host)
             recorded.update(fresh)
         for name in names:
             ready, why = readiness(pending[name], probes[name])
@@ -388,7 +431,7 @@ def wait_ssh_entry(engine, env: Environment, deadline: float) -> None:
     """The SSH entry answers: HAProxy on the host port hands over an sshd
     banner (on a remote engine, through a channel from the engine host)."""
     address, port = env.settings.entry_address
-    chosen = engine.host
+    chosen = engine.entry_host
     asked = False
     while True:
         if _banner(chosen, address, port).startswith(b"SSH-"):
@@ -445,29 +488,35 @@ def stop_order(env: Environment, found: dict) -> list[list[str]]:
 
 
 def down(engine, env: Environment, remove_volumes: bool = False, remove_caches: bool = False, say=print) -> dict:
-    """Remove the project's containers and network; with `remove_volumes`
-    its volumes too, and with `remove_caches` the compiler caches, which
-    every project on the engine shares (those another project's containers
-    use stay, and are named)."""
+    """Remove the project's containers and network, on every node; with
+    `remove_volumes` its volumes too, and with `remove_caches` the compiler
+    caches, which every project on the engine shares (those another
+    project's containers use stay, and are named)."""
     import docker
 
-    client = engine.client
     found = engine.project_containers(env.project)
     for wave in stop_order(env, found):
         parallel_map(stop_and_remove, [found[name] for name in wave], workers=8)
     containers = list(found.values())
-    try:
-        client.networks.get(env.network).remove()
-    except docker.errors.NotFound:
-        pass
-    volumes, caches, busy = [], [], []
+    runners = list(engine.runners.values())
+
+    def remove_network(runner):
+        try:
+            runner.client.networks.get(env.network).remove()
+        except docker.errors.NotFound:
+            pass
+
+    parallel_map(remove_network, runners)
+    volumes, caches, busy, kept = [], [], [], []
     if remove_volumes:
-        volumes = client.volumes.list(filters={"label": f"{PROJECT_LABEL}={env.project}"})
-        for volume in volumes:
-            volume.remove()
+        for runner in runners:
+            for volume in runner.client.volumes.list(filters={"label": f"{PROJECT_LABEL}={env.project}"}):
+                volume.remove()
+                volumes.append(volume.name)
         forget_leaders(env.settings.state_dir)
         forget_pool_move(env.settings.state_dir)  # the subscriptions a cutover made went with the volumes
-    kept = client.volumes.list(filters={"label": CACHE_LABEL}) if remove_volumes else []
+        forget_placements(env.settings.state_dir)
+        kept = [v for runner in runners for v in runner.client.volumes.list(filters={"label": CACHE_LABEL})]
     if remove_caches:
         for volume in kept:
             try:
@@ -477,18 +526,20 @@ def down(engine, env: Environment, remove_volumes: bool = False, remove_caches: 
                 busy.append(volume.name)
         kept = []
     record_host_keys(env.settings, {})  # nothing left to reach but the entry
-    write_ssh_config(env, engine.host)
+    write_ssh_config(env, engine.entry_host)
     said = f"removed {len(containers)} container(s)"
     if remove_volumes:
         said += f" and {len(volumes)} volume(s)"
+        if len(runners) > 1:
+            said += f" on {len(runners)} nodes"
         if caches:
-            said += f", and the compiler cache(s) {', '.join(caches)}"
+            said += f", and the compiler cache(s) {', '.join(sorted(set(caches)))}"
         if kept:
-            said += (f"; the compiler cache(s) {', '.join(sorted(v.name for v in kept))} are kept for the next "
+            said += (f"; the compiler cache(s) {', '.join(sorted({v.name for v in kept}))} are kept for the next "
                      "build (--cache removes them too)")
         if busy:
-            said += f"; {', '.join(busy)} stay: another project's containers use them"
+            said += f"; {', '.join(sorted(set(busy)))} stay: another project's containers use them"
     else:
-        said += "; volumes kept"
+        said += "; volumes kept" + (f" on their {len(runners)} nodes" if len(runners) > 1 else "")
     say(said)
     return {"containers": len(containers), "volumes": len(volumes), "caches": caches}

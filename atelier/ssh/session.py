@@ -141,7 +141,7 @@ class Session:
 
     def __init__(self, settings: Settings, engine: Engine | None = None, forward_agent: bool = False):
         self.settings = settings
-        self.engine = engine or Engine.chosen(settings.docker_host)
+        self.engine = engine or Engine.chosen(settings.docker_host, nodes=settings.nodes)
         # The user's SSH agent, forwarded to the targets (git push with a key
         # that never leaves this host); never the key itself.
         self.forward_agent = forward_agent
@@ -167,7 +167,7 @@ class Session:
     def gateway(self):
         with self._lock:
             if self._gateway is None:
-                self._gateway = open_gateway(self.settings, self.engine.host)
+                self._gateway = open_gateway(self.settings, self.engine.entry_host)
             return self._gateway
 
     def context(self, name: str, user: str):

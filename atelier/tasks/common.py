@@ -186,7 +186,8 @@ def engine_of(c) -> Engine:
     ATELIER_DOCKER_HOST, the local socket); its client connects on first use."""
     engine = c.config.atelier.engine
     if engine is None:
-        engine = Engine.chosen(settings_of(c).docker_host)
+        settings = settings_of(c)
+        engine = Engine.chosen(settings.docker_host, nodes=settings.nodes)
         c.config.atelier.engine = engine
     return engine
 

@@ -5,6 +5,8 @@ logical replication across majors, tuning, health, PgBouncer and pgbench."""
 from __future__ import annotations
 
 import json as json_module
+import shlex
+import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -181,17 +183,26 @@ def reseed(c, target=None, yes=False):
                            lambda ctx, **streams: dba.reseed(current, ctx.host, ctx, **streams)))
 
 
-@atelier_task(help={"kind": "switchover, failover, zombie or dcs-loss (Patroni)",
+@atelier_task(help={"kind": "switchover, failover, zombie, dcs-loss (Patroni) or partition",
                     "target": "one active/standby pair, e.g. 'debian12-pg15-*'",
+                    "cut": "partition: a command (run here) that cuts the primary off, instead of taking its "
+                           "container off the network; with --heal",
+                    "heal": "partition: the command that undoes --cut",
                     "sync": "make the standby synchronous first (a failover must then lose nothing)",
                     "auto": "failover under Patroni: kill the leader and let Patroni promote on its own",
                     "pause": "zombie: seconds the primary stays frozen (default: the leader lock's TTL + 5)",
                     "failsafe": "dcs-loss: with Patroni's failsafe_mode on for the drill",
                     "json": "print the report as JSON"})
-def drill(c, kind, target=None, sync=False, auto=False, pause=None, failsafe=False, json=False):
+def drill(c, kind, target=None, sync=False, auto=False, pause=None, failsafe=False, json=False, cut=None, heal=None):
     """A role change with a writer running through the pool; counts committed rows against rows present."""
     if kind not in dba_drill.KINDS:
         raise choice_error("drill", kind, list(dba_drill.KINDS))
+    if (cut or heal) and kind != "partition":
+        raise AtelierError(f"--cut and --heal are the partition drill's, not {kind}'s")
+    if bool(cut) != bool(heal):
+        raise AtelierError("--cut needs --heal (and --heal --cut): what cuts the primary off must be undone")
+    custom = dba_drill.Cut(f"`{cut}`, healed by `{heal}`", lambda: run_here(cut), lambda: run_here(heal)) \
+        if cut else None
     with session(c) as current:
         patroni = current.matrix.settings.patroni
         if kind in dba_drill.PATRONI_ONLY and not patroni:
@@ -206,7 +217,7 @@ def drill(c, kind, target=None, sync=False, auto=False, pause=None, failsafe=Fal
         with locked(current.settings, f"db.drill {kind}"), uninterrupted(f"db.drill {kind}"):
             report = dba_drill.drill(current, kind, standby, primary, sync, say, auto=auto,
                                      pause_seconds=whole("--pause", pause) if pause is not None else None,
-                                     failsafe=failsafe)
+                                     failsafe=failsafe, cut=custom)
     if json:
         print(json_module.dumps({**asdict(report), "lost_count": report.lost_count}, indent=2))
     else:
@@ -215,6 +226,16 @@ def drill(c, kind, target=None, sync=False, auto=False, pause=None, failsafe=Fal
         what = (f"took {report.zombie_writes_pooled} writes through the pool after the promotion"
                 if report.zombie_writes_pooled else f"lost {report.lost_count} committed rows")
         raise AtelierError(f"the {kind} {what}")
+
+
+def run_here(command: str) -> None:
+    """A --cut or --heal command, on this host, without a shell; one line if it fails."""
+    try:
+        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        raise AtelierError(f"`{command}` could not run: {exc}") from None
+    if done.returncode != 0:
+        raise AtelierError(f"`{command}` failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-300:]}")
 
 
 # ---- backups ------------------------------------------------------------------------------------

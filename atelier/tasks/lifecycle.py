@@ -15,6 +15,7 @@ from atelier.core.table import format_table
 from atelier.dba import patroni as dba_patroni, prometheus as dba_prometheus
 from atelier.engine import host as engine_host
 from atelier.engine.build import build_all, ensure_base, summary_table
+from atelier.engine.nodes import node_rows
 from atelier.engine.status import reread_host_keys, status as engine_status
 from atelier.engine.up import down as engine_down, up as engine_up
 from atelier.render.archive import write_tree
@@ -119,6 +120,8 @@ def status(c):
         print("no containers; `inv up` starts the default profile")
         return
     headers = ("name", "role", "os", "major", "address", "state", "serves", "follows", "health")
+    if engine.nodes:
+        headers = headers[:5] + ("node",) + headers[5:]
     print(format_table(headers, [tuple(getattr(r, h) for h in headers) for r in rows]))
     # Notes, on stderr: stdout stays the table, for scripts that read it.
     present = {r.name for r in rows}
@@ -137,7 +140,21 @@ def status(c):
         except AtelierError as error:
             print(f"alerts: unknown ({error})", file=sys.stderr)
     say_end_of_life(c.major for c in env.containers if c.name in present and c.major)
-    print(engine_host.reach_line(settings_of(c), engine.host), file=sys.stderr)
+    print(engine_host.reach_line(settings_of(c), engine.entry_host), file=sys.stderr)
+
+
+@atelier_task
+def nodes(c):
+    """The nodes of ATELIER_NODES: engine, reachable or not, swarm role, the project's containers, images present."""
+    engine = engine_of(c)
+    if not engine.nodes:
+        print(f"one engine ({engine.host.describe()}); ATELIER_NODES names the engines of a swarm to spread over")
+        return
+    env, _ = remembered_environment(c)
+    rows = node_rows(engine, env.project, {c.image.name for c in env.containers})
+    headers = ("node", "engine", "reachable", "swarm", "images", "containers")
+    print(format_table(headers, [tuple(getattr(r, h) for h in headers) for r in rows]))
+    print(f"placement: {env.settings.placement}; images of {env.selection.label}", file=sys.stderr)
 
 
 @atelier_task(help={"http": "apache2's port (reports, coverage); on unless --no-http",
@@ -146,7 +163,7 @@ def status(c):
 def forward(c, http=True, pgbouncer=False, ssh=False):
     """Hold this machine's 127.0.0.1 ports open to a remote engine's published ports until Ctrl-C."""
     settings = settings_of(c)
-    chosen = engine_of(c).host
+    chosen = engine_of(c).entry_host
     if not chosen.is_remote:
         print(f"the engine is local ({chosen.url}): " + engine_host.reach_line(settings, chosen))
         return

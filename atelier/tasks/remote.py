@@ -74,7 +74,7 @@ def _transfer(c, target, user, action) -> None:
 @atelier_task(name="ssh-config")
 def ssh_config(c):
     """Write .state/<project>/ssh_config (plain ssh, tmux, VS Code) and print the Include line for ~/.ssh/config."""
-    path = write_ssh_config(selected_environment(c, "full"), engine_of(c).host)
+    path = write_ssh_config(selected_environment(c, "full"), engine_of(c).entry_host)
     print(f"wrote {path}; add this line at the top of ~/.ssh/config to use it everywhere:")
     print(f"Include {path}")
 
@@ -84,5 +84,5 @@ def vscode(c, target=None):
     """How to open a server's ~/workspace in VS Code over Remote-SSH (host, folder, `code` command)."""
     with open_session(c) as current:
         names = targets(current, target)
-    path = write_ssh_config(current.matrix, current.engine.host)
+    path = write_ssh_config(current.matrix, current.engine.entry_host)
     print("\n".join(vscode_lines(current.matrix, names, path)))

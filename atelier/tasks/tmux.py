@@ -40,7 +40,7 @@ def reconcile_session(c):
     server = _server(c)
     running = {name for name, container in engine.project_containers(env.project).items()
                if container.status == "running"}
-    config = str(write_ssh_config(env, engine.host))
+    config = str(write_ssh_config(env, engine.entry_host))
     servers_and_inits = [container for container in env.containers if container.systemd and container.name in running]
     services = [container.name for container in env.containers if not container.systemd and container.name in running]
     if not servers_and_inits:
