@@ -392,3 +392,15 @@ def test_build_says_where_postgresql_19_comes_from(settings):
     assert PgBuild(OSES["rocky9"], 19, True).source == "pgdg"  # the setting is Debian's alone
     assert PgBuild(OSES["debian14"], 18, True).upgrade_from == ()
     assert PgBuild(OSES["rocky9"], 19).packages[-3:-2] == ["postgresql18-server"]
+
+
+def test_the_control_path_leaves_room_for_the_temporary_name_ssh_binds_first():
+    from pathlib import Path
+
+    from atelier.render.ssh_config import control_path
+
+    fits = Path("/s" + "x" * 44)  # 46 bytes: + /cm- + 40 + . + 16 random = 107
+    assert control_path(fits) == f"{fits}/cm-%C"
+    longer = Path("/tmp/pytest-of-root/pytest-83/swarm0/ateliertest-swarm")  # 55: a real failure
+    assert control_path(longer).startswith("/tmp/atelier-")
+    assert len(control_path(longer).replace("%C", "c" * 40)) + 17 <= 107

@@ -20,9 +20,11 @@ def entry_alias(project: str) -> str:
 
 
 def control_path(state_dir: Path) -> str:
-    """Unix sockets take paths of at most ~100 bytes: the state folder when
-    it is short enough, else /tmp (per user); %C is a 40-character hash."""
-    if len(str(state_dir)) + len("/cm-") + 40 < 100:
+    """Unix sockets take paths of at most 107 bytes: the state folder when
+    it is short enough, else /tmp (per user). %C is a 40-character hash, and
+    ssh first binds the path plus a dot and 16 random characters, then
+    renames it: a path that fits only without those fails every master."""
+    if len(str(state_dir)) + len("/cm-") + 40 + 17 <= 107:
         return f"{state_dir}/cm-%C"
     return f"/tmp/atelier-{os.getuid()}-%C"
 
