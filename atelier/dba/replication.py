@@ -193,7 +193,7 @@ def failover(session, name: str, say) -> Pair:
 # nothing to rewind from.
 CRASH_RECOVERY = ('state=$(LC_ALL=C pg_controldata "$PGDATA" | sed -n "s/^Database cluster state: *//p"); '
                   'case "$state" in "shut down"|"shut down in recovery") ;; *) '
-                  'echo "atelier: $PGDATA was not shut down cleanly ($state): crash recovery first"; '
+                  'echo "atelier: $PGDATA was not shut down cleanly ($state): crash recovery first" >&2; '
                   'log=$(mktemp); postgres --single -D "$PGDATA" -c config_file="$PG_CONFDIR/postgresql.conf" '
                   '-c archive_mode=off -c wal_keep_size=1TB template1 </dev/null >"$log" 2>&1 || { cat "$log" >&2; exit 1; }; '
                   'rm -f "$log" ;; esac')
