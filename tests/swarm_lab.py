@@ -39,6 +39,7 @@ HOST_LINK = f"{PREFIX}-host"
 LINK_NET = "10.199.0"  # the nodes' link: the host is .1, node i is .(10+i)
 RUN = Path("/run/atelier-lab")
 CACHE = Path("/var/lib/atelier-lab")
+LOGS = Path("/tmp/atelier-lab-logs")
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,11 @@ def stop_node(node: Node, pid: int | None) -> None:
         _remove_cgroup(folder)
     for state in ("swarm", "network", "containers", "volumes"):
         shutil.rmtree(node.data_root / state, ignore_errors=True)
+    LOGS.mkdir(parents=True, exist_ok=True)  # the daemon's log outlives the lab, for a failed test
+    try:
+        shutil.copy(node.run / "dockerd.log", LOGS / f"{node.name}.log")
+    except OSError:
+        pass
     shutil.rmtree(node.run, ignore_errors=True)
 
 
