@@ -11,9 +11,11 @@ from atelier.core.errors import AtelierError
 from atelier.core.model import Environment, select
 from atelier.core.placement import place
 from atelier.core.settings import parse_settings
+from atelier.core.state import remember_placements
 from atelier.engine.client import Engine
 from atelier.engine.host import EngineHost
 from atelier.engine.nodes import check_swarm_nodes, missing_images
+from atelier.engine.up import placement
 
 NODES = "n1=unix:///run/n1.sock,n2=ssh://me@build2,n3=tcp://10.0.0.3:2376"
 
@@ -146,3 +148,12 @@ def test_the_entry_is_on_the_first_node():
     assert list(engine.runners) == ["n1", "n2"]
     single = Engine.chosen(environ={"DOCKER_HOST": "unix:///run/build.sock"})
     assert single.entry_host is single.host and list(single.runners) == [""]
+
+
+def test_up_refuses_containers_placed_on_a_node_no_longer_listed(tmp_path):
+    s = parse_settings({"ATELIER_NODES": "n1=unix:///run/n1.sock", "ATELIER_STATE_DIR": str(tmp_path)}, Path("."))
+    env = Environment(s, select("default"))
+    remember_placements(tmp_path, {"debian12-pg15-standby": "n3", "rocky8-init": "n9"})
+    engine = Engine.chosen(environ={"DOCKER_HOST": "unix:///run/build.sock"}, nodes=s.nodes)
+    with pytest.raises(AtelierError, match=r"placed on node\(s\) n3, which ATELIER_NODES no longer names"):
+        placement(engine, env, {})

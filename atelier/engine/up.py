@@ -21,7 +21,7 @@ from atelier.core.state import (forget_leaders, forget_placements, forget_pool_m
                                 record_host_keys, remember_leaders, remember_placements, short_lock, write_file)
 from atelier.engine import host as engine_host
 from atelier.engine.containers import Probe, never_started, probe, readiness, stop_and_remove
-from atelier.engine.nodes import check_nodes, distribute_images
+from atelier.engine.nodes import check_nodes, distribute_images, image_ids_on
 from atelier.render.archive import tar_bytes
 from atelier.render.runtime import runtime_files
 from atelier.render.spec import ContainerSpec, container_spec
@@ -53,19 +53,6 @@ def nofile_ceiling(client, env: Environment, image: str, engine_id: str) -> int:
             known[engine_id] = NOFILE[1] if word == "unlimited" else int(word)
             write_file(path, json.dumps(known, indent=1) + "\n")
     return int(known[engine_id])
-
-
-def image_ids(client, names) -> dict[str, str]:
-    """Image name -> id for the names that exist."""
-    import docker
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = client.images.get(name).id
-        except docker.errors.ImageNotFound:
-            pass
-    return out
 
 
 # ---- up ----------------------------------------------------------------------
@@ -289,7 +276,15 @@ def placement(engine, env: Environment, existing: dict) -> dict[str, str]:
     if not engine.nodes:
         return {c.name: "" for c in env.containers}
     found = {name: getattr(c, "atelier_node", "") for name, c in existing.items()}
-    placed = place(env, list(engine.nodes), env.settings.placement, found, placements(env.settings.state_dir))
+    recorded = placements(env.settings.state_dir)
+    gone = sorted({recorded[c.name] for c in env.containers if recorded.get(c.name, "") not in ("", *engine.nodes)})
+    if gone:
+        # Placing them again elsewhere would leave their data behind, and
+        # what still runs there holds their addresses on the overlay.
+        raise AtelierError(f"containers of this selection were placed on node(s) {', '.join(gone)}, which "
+                           "ATELIER_NODES no longer names; list them again, or `inv down --volumes` with them "
+                           "listed to start afresh")
+    placed = place(env, list(engine.nodes), env.settings.placement, found, recorded)
     remember_placements(env.settings.state_dir, placed)
     return placed
 
@@ -307,7 +302,7 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
         for container in env.containers:
             needed.setdefault(placed[container.name], set()).add(container.image.name)
         distribute_images(engine, needed, say)
-    ids = image_ids(engine.client, {c.image.name for c in env.containers})
+    ids = image_ids_on(engine.client, {c.image.name for c in env.containers})
     _check_images(env, ids)
     setups = node_setups(engine, env, placed)
     specs = {c.name: container_spec(setups[placed[c.name]].env, c, cgroup_version(setups[placed[c.name]].info))
