@@ -232,6 +232,20 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
+def processes_naming(folder: Path) -> dict[int, str]:
+    """pid -> command line, for every process whose command line names `folder`."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(folder).encode() in cmdline:
+                found[int(proc.name)] = cmdline.replace(bytes(1), b" ").decode(errors="replace")
+    return found
+
+
 def stop_node(node: Node, pid: int | None) -> None:
     if node.socket.exists():
         # What the node ran goes with the lab; its images stay as a cache.
@@ -247,14 +261,7 @@ def stop_node(node: Node, pid: int | None) -> None:
     # Whatever outlived the daemon (shims, containerd, containers' processes
     # after a kill) is in the node's cgroups or in the daemon's mount namespace.
     leftovers = set().union(*(_pids_in(f) for f in cgroup_folders(node.name)))
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(node.run).encode() in cmdline:
-                leftovers.add(int(proc.name))
+    leftovers |= set(processes_naming(node.run))
     if pid:
         leftovers.add(pid)
     for p in leftovers:
@@ -311,15 +318,7 @@ def leftovers() -> list[str]:
     mounts = Path("/proc/mounts").read_text()
     found += [f"mount {line.split()[1]}" for line in mounts.splitlines()
               if str(RUN) in line or f"{CACHE}/" in line]
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(RUN).encode() in cmdline:
-                words = cmdline.replace(bytes(1), b" ").decode(errors="replace")
-                found.append(f"process {proc.name}: {words[:80]}")
+    found += [f"process {pid}: {words[:80]}" for pid, words in processes_naming(RUN).items()]
     return found
 
 
