@@ -73,7 +73,7 @@ def main() -> None:
         inv({}, "build", "--profile", "debian")
         for values in (three, one):  # the images onto the nodes, untimed
             inv(values, "up", "--profile", "debian")
-        inv(three, "down", "--volumes", "--yes")
+            inv(values, "down", "--volumes", "--yes")
         times = {"one node": [], "three nodes": []}
         for _ in range(runs):
             times["three nodes"].append(timed_up(three, "debian"))
