@@ -157,3 +157,11 @@ def test_up_refuses_containers_placed_on_a_node_no_longer_listed(tmp_path):
     engine = Engine.chosen(environ={"DOCKER_HOST": "unix:///run/build.sock"}, nodes=s.nodes)
     with pytest.raises(AtelierError, match=r"placed on node\(s\) n3, which ATELIER_NODES no longer names"):
         placement(engine, env, {})
+
+
+def test_spread_puts_one_etcd_member_per_node():
+    env = env_of(ATELIER_HA="patroni", ATELIER_PLACEMENT="spread")
+    placed = place(env, ["n1", "n2", "n3"], "spread", {}, {})
+    assert [placed[f"etcd{i}"] for i in (1, 2, 3)] == ["n1", "n2", "n3"]
+    grouped = place(env, ["n1", "n2", "n3"], "group", {}, {})
+    assert {grouped[f"etcd{i}"] for i in (1, 2, 3)} == {"n1"}

@@ -7,7 +7,7 @@
   host of its servers sits beside them.
 - With ATELIER_PLACEMENT=spread each pair's standby goes to the next node
   after its primary's, as production HA keeps a primary and its standby
-  apart.
+  apart, and Patroni's etcd members go one per node.
 - Placement is stable: a container where it runs, or where it was placed
   before (recorded in the state folder, since its volumes stay on that
   node after `down`), stays there, whatever nodes or profiles are added.
@@ -41,9 +41,16 @@ def place(env: Environment, nodes: list[str], policy: str, found: dict[str, str]
         load[node] += 1
 
     first = nodes[0]
+    members = 0
     for container in env.containers:
         if container.role not in GROUP_ROLES and container.name not in placed:
-            settle(container.name, first)
+            if policy == "spread" and container.role.startswith("etcd"):
+                # Patroni's DCS across failure domains, as in production: one
+                # node lost keeps etcd's quorum.
+                settle(container.name, nodes[members % len(nodes)])
+                members += 1
+            else:
+                settle(container.name, first)
     groups: dict[str, list] = {}
     for container in env.containers:
         if container.role in GROUP_ROLES:

@@ -319,7 +319,9 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
     network_engine = engine.nodes[manager] if manager else engine
     ensure_network(network_engine.client, env, network_engine.info())
 
-    parallel_map(stop_and_remove, [existing.pop(n) for n in plan.remove + plan.recreate], workers=8)
+    leave = env.network if engine.nodes else ""
+    parallel_map(lambda c: stop_and_remove(c, network=leave), [existing.pop(n) for n in plan.remove + plan.recreate],
+                 workers=8)
     if plan.remove or plan.recreate:
         say(f"removed {len(plan.remove)} container(s) outside the selection, "
             f"{len(plan.recreate)} to recreate (volumes kept)")
@@ -491,17 +493,32 @@ def down(engine, env: Environment, remove_volumes: bool = False, remove_caches: 
 
     found = engine.project_containers(env.project)
     for wave in stop_order(env, found):
-        parallel_map(stop_and_remove, [found[name] for name in wave], workers=8)
+        parallel_map(lambda c: stop_and_remove(c, network=env.network if engine.nodes else ""),
+                     [found[name] for name in wave], workers=8)
     containers = list(found.values())
     runners = list(engine.runners.values())
 
-    def remove_network(runner):
-        try:
-            runner.client.networks.get(env.network).remove()
-        except docker.errors.NotFound:
-            pass
+    def remove_network(runner) -> str:
+        # A swarm's manager refuses while a node has not yet dropped the
+        # attachment of a container removed there (a task, usually gone in
+        # seconds).
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                runner.client.networks.get(env.network).remove()
+                return ""
+            except docker.errors.NotFound:
+                return ""
+            except docker.errors.APIError as exc:
+                if "in use by task" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    return (f"network {env.network} stays: the swarm still holds it for a task of a removed "
+                            f"container; the next `inv down` removes it, and `inv up` uses it as it is")
+                time.sleep(0.5)
 
-    parallel_map(remove_network, runners)
+    for held in filter(None, parallel_map(remove_network, runners)):
+        say(held)
     volumes, caches, busy, kept = [], [], [], []
     if remove_volumes:
         for runner in runners:
