@@ -151,5 +151,5 @@ def copy_in(container, folder: str, files: dict) -> None:
 
 def publish_report(engine, env: Environment, path: str, folder: str) -> None:
     """Put a host folder into the apache2 service's html volume, at `path`."""
-    apache = engine.client.containers.get(env.docker_name(env.container("apache2")))
+    apache = existing(engine, env, "apache2")  # on its node's engine, with ATELIER_NODES
     apache.put_archive("/var/www/html", tar_bytes(folder_files(Path(folder), path)))

@@ -143,6 +143,30 @@ def ensure_network(client, env: Environment, info: dict | None = None):
     return network
 
 
+def remove_network(client, env: Environment, seconds: float = 60) -> str:
+    """Remove the project network from this engine; "" when it is gone, or
+    a line saying the swarm still holds it. A swarm's manager refuses while
+    a node has not dropped the attachment of a container removed there: a
+    task, usually gone in seconds, but seen holding on for over a minute in
+    the lab (two of about 35 down/up cycles)."""
+    import docker
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.networks.get(env.network).remove()
+            return ""
+        except docker.errors.NotFound:
+            return ""
+        except docker.errors.APIError as exc:
+            if "in use by task" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                return (f"network {env.network} stays: the swarm still holds it for a task of a removed container "
+                        f"(`docker network inspect -v {env.network}` on the manager); `inv down` again removes it")
+            time.sleep(0.5)
+
+
 def bring_over_legacy_data(client, env: Environment, container: Container, say) -> bool:
     """A cluster made before the data volume was shared across majors lives
     in a volume of its own: copy it into its major's folder of the shared
@@ -317,6 +341,13 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
         # (wait_ssh_entry asks the same if HAProxy does not answer).
         engine_host.check_forwarding(engine.entry_host.ssh)
     network_engine = engine.nodes[manager] if manager else engine
+    if manager and not existing:
+        # A network a down left behind may still hold the static addresses
+        # of containers it removed: the engine would then time out attaching
+        # every new one, 20 s each. A fresh network has none.
+        held = remove_network(network_engine.client, env)
+        if held:
+            raise AtelierError(held + ", and `inv up` needs it gone first")
     ensure_network(network_engine.client, env, network_engine.info())
 
     leave = env.network if engine.nodes else ""
@@ -498,26 +529,7 @@ def down(engine, env: Environment, remove_volumes: bool = False, remove_caches: 
     containers = list(found.values())
     runners = list(engine.runners.values())
 
-    def remove_network(runner) -> str:
-        # A swarm's manager refuses while a node has not yet dropped the
-        # attachment of a container removed there (a task, usually gone in
-        # seconds).
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                runner.client.networks.get(env.network).remove()
-                return ""
-            except docker.errors.NotFound:
-                return ""
-            except docker.errors.APIError as exc:
-                if "in use by task" not in str(exc):
-                    raise
-                if time.monotonic() > deadline:
-                    return (f"network {env.network} stays: the swarm still holds it for a task of a removed "
-                            f"container; the next `inv down` removes it, and `inv up` uses it as it is")
-                time.sleep(0.5)
-
-    for held in filter(None, parallel_map(remove_network, runners)):
+    for held in filter(None, parallel_map(lambda runner: remove_network(runner.client, env), runners)):
         say(held)
     volumes, caches, busy, kept = [], [], [], []
     if remove_volumes:
