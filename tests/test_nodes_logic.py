@@ -15,7 +15,7 @@ from atelier.core.state import remember_placements
 from atelier.engine.client import Engine
 from atelier.engine.host import EngineHost
 from atelier.engine.nodes import check_swarm_nodes, missing_images
-from atelier.engine.up import placement
+from atelier.engine.up import check_placed_nodes, placement
 
 NODES = "n1=unix:///run/n1.sock,n2=ssh://me@build2,n3=tcp://10.0.0.3:2376"
 
@@ -165,3 +165,11 @@ def test_spread_puts_one_etcd_member_per_node():
     assert [placed[f"etcd{i}"] for i in (1, 2, 3)] == ["n1", "n2", "n3"]
     grouped = place(env, ["n1", "n2", "n3"], "group", {}, {})
     assert {grouped[f"etcd{i}"] for i in (1, 2, 3)} == {"n1"}
+
+
+def test_down_refuses_when_any_recorded_node_is_gone():
+    engine = Engine.chosen(environ={"DOCKER_HOST": "unix:///run/build.sock"}, nodes=(("n1", "unix:///run/n1.sock"),))
+    check_placed_nodes(engine, {"haproxy": "n1"})
+    with pytest.raises(AtelierError, match=r"placed on node\(s\) n2, n9, which"):
+        check_placed_nodes(engine, {"haproxy": "n1", "a": "n9", "b": "n2"})
+    check_placed_nodes(Engine.chosen(environ={"DOCKER_HOST": "unix:///run/build.sock"}), {"a": "n9"})  # one engine

@@ -79,19 +79,10 @@ def never_started(container) -> bool:
     return container.status == "created" and state.get("StartedAt", "").startswith("0001-")
 
 
-def stop_and_remove(container, timeout: int = 30, network: str = "") -> None:
-    """With `network` (a swarm's overlay), leave it before going: the manager
-    then frees the container's address at once, where a removal alone left
-    the swarm holding it (and refusing the network's removal, or the same
-    static address to the next container) for more than 30 s at times."""
+def stop_and_remove(container, timeout: int = 30) -> None:
     try:
         if container.status == "running":
             container.stop(timeout=timeout)
-        if network:
-            try:
-                container.client.api.disconnect_container_from_network(container.id, network, force=True)
-            except Exception:  # noqa: BLE001 - not attached: nothing to free
-                pass
         container.remove(v=False)
     except Exception as exc:  # already gone is fine
         if "No such container" not in str(exc):

@@ -21,7 +21,7 @@ from atelier.core.state import (forget_leaders, forget_placements, forget_pool_m
                                 record_host_keys, remember_leaders, remember_placements, short_lock, write_file)
 from atelier.engine import host as engine_host
 from atelier.engine.containers import Probe, never_started, probe, readiness, stop_and_remove
-from atelier.engine.nodes import check_nodes, distribute_images, image_ids_on
+from atelier.engine.nodes import check_nodes, distribute_images, image_ids_on, swarm_of
 from atelier.render.archive import tar_bytes
 from atelier.render.runtime import runtime_files
 from atelier.render.spec import ContainerSpec, container_spec
@@ -141,30 +141,6 @@ def ensure_network(client, env: Environment, info: dict | None = None):
             f"but ATELIER_SUBNET gives {env.settings.subnet_cidr}; run `inv down` first or change ATELIER_SUBNET"
         )
     return network
-
-
-def remove_network(client, env: Environment, seconds: float = 60) -> str:
-    """Remove the project network from this engine; "" when it is gone, or
-    a line saying the swarm still holds it. A swarm's manager refuses while
-    a node has not dropped the attachment of a container removed there: a
-    task, usually gone in seconds, but seen holding on for over a minute in
-    the lab (two of about 35 down/up cycles)."""
-    import docker
-
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            client.networks.get(env.network).remove()
-            return ""
-        except docker.errors.NotFound:
-            return ""
-        except docker.errors.APIError as exc:
-            if "in use by task" not in str(exc):
-                raise
-            if time.monotonic() > deadline:
-                return (f"network {env.network} stays: the swarm still holds it for a task of a removed container "
-                        f"(`docker network inspect -v {env.network}` on the manager); `inv down` again removes it")
-            time.sleep(0.5)
 
 
 def bring_over_legacy_data(client, env: Environment, container: Container, say) -> bool:
@@ -295,19 +271,33 @@ def node_setups(engine, env: Environment, placed: dict[str, str]) -> dict[str, N
     return dict(zip(runners, parallel_map(setup, runners.items())))
 
 
+def network_engine(engine):
+    """The engine that makes and removes the project network: the swarm's
+    manager among the nodes, else the one engine."""
+    if not engine.nodes:
+        return engine
+    return next((node for node in engine.nodes.values() if swarm_of(node.info()).get("ControlAvailable")),
+                next(iter(engine.nodes.values())))
+
+
+def check_placed_nodes(engine, recorded: dict[str, str]) -> None:
+    """Containers placed on a node ATELIER_NODES no longer names are out of
+    reach: placed again elsewhere they would leave their data behind, and
+    what still runs there holds their addresses on the overlay (and the
+    network, which down could then not remove). One line, before any change."""
+    gone = sorted({node for node in recorded.values() if node and node not in engine.nodes})
+    if engine.nodes and gone:
+        raise AtelierError(f"containers were placed on node(s) {', '.join(gone)}, which ATELIER_NODES no longer "
+                           "names; list them again (`inv down --volumes` with them listed starts afresh)")
+
+
 def placement(engine, env: Environment, existing: dict) -> dict[str, str]:
     """Container name -> node name ("" on one engine); recorded for the next `up`."""
     if not engine.nodes:
         return {c.name: "" for c in env.containers}
     found = {name: getattr(c, "atelier_node", "") for name, c in existing.items()}
     recorded = placements(env.settings.state_dir)
-    gone = sorted({recorded[c.name] for c in env.containers if recorded.get(c.name, "") not in ("", *engine.nodes)})
-    if gone:
-        # Placing them again elsewhere would leave their data behind, and
-        # what still runs there holds their addresses on the overlay.
-        raise AtelierError(f"containers of this selection were placed on node(s) {', '.join(gone)}, which "
-                           "ATELIER_NODES no longer names; list them again, or `inv down --volumes` with them "
-                           "listed to start afresh")
+    check_placed_nodes(engine, {c.name: recorded[c.name] for c in env.containers if c.name in recorded})
     placed = place(env, list(engine.nodes), env.settings.placement, found, recorded)
     remember_placements(env.settings.state_dir, placed)
     return placed
@@ -341,18 +331,9 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
         # (wait_ssh_entry asks the same if HAProxy does not answer).
         engine_host.check_forwarding(engine.entry_host.ssh)
     network_engine = engine.nodes[manager] if manager else engine
-    if manager and not existing:
-        # A network a down left behind may still hold the static addresses
-        # of containers it removed: the engine would then time out attaching
-        # every new one, 20 s each. A fresh network has none.
-        held = remove_network(network_engine.client, env)
-        if held:
-            raise AtelierError(held + ", and `inv up` needs it gone first")
     ensure_network(network_engine.client, env, network_engine.info())
 
-    leave = env.network if engine.nodes else ""
-    parallel_map(lambda c: stop_and_remove(c, network=leave), [existing.pop(n) for n in plan.remove + plan.recreate],
-                 workers=8)
+    parallel_map(stop_and_remove, [existing.pop(n) for n in plan.remove + plan.recreate], workers=8)
     if plan.remove or plan.recreate:
         say(f"removed {len(plan.remove)} container(s) outside the selection, "
             f"{len(plan.recreate)} to recreate (volumes kept)")
@@ -522,15 +503,17 @@ def down(engine, env: Environment, remove_volumes: bool = False, remove_caches: 
     project's containers use stay, and are named)."""
     import docker
 
+    check_placed_nodes(engine, placements(env.settings.state_dir))  # else their containers would be left running
     found = engine.project_containers(env.project)
     for wave in stop_order(env, found):
-        parallel_map(lambda c: stop_and_remove(c, network=env.network if engine.nodes else ""),
-                     [found[name] for name in wave], workers=8)
+        parallel_map(stop_and_remove, [found[name] for name in wave], workers=8)
     containers = list(found.values())
     runners = list(engine.runners.values())
 
-    for held in filter(None, parallel_map(lambda runner: remove_network(runner.client, env), runners)):
-        say(held)
+    try:  # a swarm's network is the manager's to remove; a worker refuses
+        network_engine(engine).client.networks.get(env.network).remove()
+    except docker.errors.NotFound:
+        pass
     volumes, caches, busy, kept = [], [], [], []
     if remove_volumes:
         for runner in runners:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -59,10 +60,16 @@ def lab():
     if swarm_lab.netns_exists(swarm_lab.HUB):  # what an interrupted run left
         swarm_lab.down()
     before = host_engine_state()
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt  # pytest then runs this finalizer, as on Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, interrupted)  # a CI timeout's TERM tears the lab down too
     made = swarm_lab.up(4, joined=3)
     try:
         yield made
     finally:
+        signal.signal(signal.SIGTERM, previous)
         swarm_lab.down()
         assert swarm_lab.leftovers() == []
         assert host_engine_state() == before  # not a swarm member, not restarted
@@ -295,6 +302,15 @@ def test_a_whole_node_cut_off_fails_over_and_rejoins(spread):
     assert (report["old_primary"], report["new_primary"]) == ("debian12-pg15-standby", "debian12-pg15-active")
     assert report["committed"] > 100 and report["cut_to_write"] is not None
     check_after_partition(values, report)
+
+
+def test_down_with_a_node_left_out_refuses_and_removes_nothing(spread):
+    values, _, _ = spread
+    before = where(values)
+    line = one_line_failure(inv({**values, "ATELIER_NODES": nodes_setting(NODES[0])}, "down", "--volumes", "--yes",
+                                check=False))
+    assert line.startswith("atelier: containers were placed on node(s) n2, n3, which ATELIER_NODES no longer names")
+    assert where(values) == before
 
 
 def test_down_keeps_each_nodes_volumes_and_up_brings_everything_back_where_it_was(spread):
