@@ -236,7 +236,7 @@ def test_role_changes_refuse_bad_targets_in_one_line(environ):
     assert alone.returncode == 1 and "in no replication pair" in alone.stderr
     assert len(alone.stderr.strip().splitlines()) == 1
     kind = inv(environ, "db.drill", "sideways", "-t", "debian12-pg15-*", check=False)
-    assert kind.returncode == 1 and kind.stderr.strip() == "atelier: unknown drill 'sideways'; valid: switchover, failover, zombie, dcs-loss"
+    assert kind.returncode == 1 and kind.stderr.strip() == "atelier: unknown drill 'sideways'; valid: switchover, failover, zombie, dcs-loss, partition"
     unasked = inv(environ, "db.failover", "-t", STANDBY, check=False)
     assert unasked.returncode == 1 and "add --yes" in unasked.stderr
     assert serves(environ, ACTIVE) == "primary"  # nothing changed
