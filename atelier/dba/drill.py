@@ -37,14 +37,21 @@ KINDS = ("switchover", "failover", "zombie", "dcs-loss", "partition")
 PATRONI_ONLY = ("dcs-loss",)
 
 
+# A server cut off mid-query (a partition, not a crash) answers nothing and
+# resets nothing: without these the writer's psql waits for TCP to give up,
+# minutes. Unacknowledged data fails after 3 s, a silent peer after about 3 s.
+DEAD_PEER = {"tcp_user_timeout": "3000", "keepalives_idle": "1", "keepalives_interval": "1", "keepalives_count": "2"}
+
+
 def pooled_conninfo(env, pair_name: str) -> str:
     """The pair's URL in the pool, as `inv db.url` gives it to applications."""
-    return routes(env, pair_name, database=DRILL_DB)[0].url + "?connect_timeout=2"
+    return routes(env, pair_name, database=DRILL_DB)[0].url + "?connect_timeout=2&" + "&".join(
+        f"{k}={v}" for k, v in DEAD_PEER.items())
 
 
 def listed_conninfo(hosts: list[str]) -> str:
     return (f"host={','.join(hosts)} port=5432 user=experdba dbname={DRILL_DB} "
-            "target_session_attrs=read-write connect_timeout=2")
+            "target_session_attrs=read-write connect_timeout=2 " + " ".join(f"{k}={v}" for k, v in DEAD_PEER.items()))
 
 
 def writer_script(conninfo: str, run: str, writer: str = "w", table: str = DRILL_TABLE) -> str:
