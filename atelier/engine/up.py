@@ -330,8 +330,8 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
         # Before anything changes; a no-op up pays no extra handshake for it
         # (wait_ssh_entry asks the same if HAProxy does not answer).
         engine_host.check_forwarding(engine.entry_host.ssh)
-    network_engine = engine.nodes[manager] if manager else engine
-    ensure_network(network_engine.client, env, network_engine.info())
+    maker = engine.nodes[manager] if manager else engine  # the swarm's manager makes the overlay
+    ensure_network(maker.client, env, maker.info())
 
     parallel_map(stop_and_remove, [existing.pop(n) for n in plan.remove + plan.recreate], workers=8)
     if plan.remove or plan.recreate:
@@ -343,8 +343,11 @@ def up(engine, env: Environment, say=print, timeout: float = 600) -> dict:
             existing[container.name] = _create(setup.client, setup.env, container, specs[container.name],
                                                hashes[container.name], say)
     first, after = start_order(env, plan.start, last_leaders(env.settings.state_dir))
-    parallel_map(lambda name: existing[name].start(), first, workers=8) if engine.nodes else \
-        [existing[name].start() for name in first]
+    if engine.nodes:  # one engine per node: their starts overlap
+        parallel_map(lambda name: existing[name].start(), first, workers=8)
+    else:
+        for name in first:
+            existing[name].start()
     if after:
         wait_for_leaders(env, existing, after, started + timeout, say)
         for name in after:
